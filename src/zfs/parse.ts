@@ -1,0 +1,100 @@
+/**
+ * Parsers for scripting-mode output (`-H`: tab-separated, no header; `-p`:
+ * exact numbers). They see only strings, never a process, and fail loudly
+ * (ZfsParseError) when the shape drifts from the columns we asked for.
+ */
+import { DATASET_COLUMNS, POOL_COLUMNS } from './commands.js'
+import { ZfsParseError } from './errors.js'
+import type { Dataset, DatasetProperty, DatasetType, Hold, Pool } from './types.js'
+
+const TYPES: readonly DatasetType[] = ['filesystem', 'volume', 'snapshot', 'bookmark']
+
+function rows(stdout: string, columns: number, what: string): string[][] {
+  const lines = stdout.split('\n')
+  if (lines.at(-1) === '') lines.pop()
+  return lines.map((line, i) => {
+    const cells = line.split('\t')
+    if (cells.length !== columns) {
+      throw new ZfsParseError(`${what}: line ${i + 1} has ${cells.length} columns, expected ${columns}: ${JSON.stringify(line)}`)
+    }
+    return cells
+  })
+}
+
+function dash(v: string): string | undefined {
+  return v === '-' || v === '' ? undefined : v
+}
+
+function num(v: string, field: string): number {
+  const n = Number(v)
+  if (!/^\d+$/.test(v) || !Number.isSafeInteger(n)) throw new ZfsParseError(`${field}: expected a whole number, got ${JSON.stringify(v)}`)
+  return n
+}
+
+function optNum(v: string, field: string): number | undefined {
+  const d = dash(v)
+  return d === undefined ? undefined : num(d, field)
+}
+
+export function parseDatasets(stdout: string): Dataset[] {
+  return rows(stdout, DATASET_COLUMNS.length, 'zfs list').map(([name, type, origin, used, avail, refer, volsize, written, quota, creation, guid, token]) => {
+    if (!TYPES.includes(type as DatasetType)) throw new ZfsParseError(`zfs list: unknown type ${JSON.stringify(type)} for ${name}`)
+    const q = optNum(quota!, 'quota')
+    return {
+      name: name!,
+      type: type as DatasetType,
+      origin: dash(origin!),
+      used: optNum(used!, 'used') ?? 0,
+      available: optNum(avail!, 'available'),
+      referenced: optNum(refer!, 'referenced') ?? 0,
+      volsize: optNum(volsize!, 'volsize'),
+      written: optNum(written!, 'written') ?? 0,
+      quota: q === 0 ? undefined : q,
+      creation: num(creation!, 'creation'),
+      guid: guid!,
+      receiveResumeToken: dash(token!),
+    }
+  })
+}
+
+export function parseProps(stdout: string): DatasetProperty[] {
+  return rows(stdout, 4, 'zfs get').map(([name, property, value, source]) => ({
+    name: name!, property: property!, value: dash(value!), source: dash(source!),
+  }))
+}
+
+export function parsePools(stdout: string): Pool[] {
+  return rows(stdout, POOL_COLUMNS.length, 'zpool list').map(([name, size, alloc, free, health, ro]) => ({
+    name: name!,
+    size: num(size!, 'size'),
+    allocated: num(alloc!, 'allocated'),
+    free: num(free!, 'free'),
+    health: health!,
+    readonly: ro === 'on',
+  }))
+}
+
+export function parseHolds(stdout: string): Hold[] {
+  return rows(stdout, 3, 'zfs holds').map(([snapshot, tag, created]) => ({
+    snapshot: snapshot!, tag: tag!, created: num(created!, 'holds timestamp'),
+  }))
+}
+
+/**
+ * `zfs send -n -P` prints lines like `full\t<snap>\t<bytes>` /
+ * `incremental\t<from>\t<snap>\t<bytes>` and a final `size\t<bytes>`.
+ */
+export function parseSendEstimate(stdout: string): number {
+  const line = stdout.split('\n').reverse().find((l) => l.startsWith('size\t'))
+  if (line === undefined) throw new ZfsParseError(`zfs send -nP: no size line in ${JSON.stringify(stdout.slice(0, 200))}`)
+  return num(line.split('\t')[1] ?? '', 'send size')
+}
+
+/** `zfs version`: `zfs-2.1.11-1` and `zfs-kmod-2.1.11-1`. */
+export function parseVersion(stdout: string): { userland: string; kernel: string | undefined } {
+  const lines = stdout.split('\n').map((l) => l.trim()).filter(Boolean)
+  const user = lines.find((l) => l.startsWith('zfs-') && !l.startsWith('zfs-kmod-'))
+  if (!user) throw new ZfsParseError(`zfs version: unexpected output ${JSON.stringify(stdout.slice(0, 200))}`)
+  const kmod = lines.find((l) => l.startsWith('zfs-kmod-'))
+  return { userland: user.slice(4), kernel: kmod?.slice(9) }
+}
