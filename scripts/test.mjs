@@ -16,7 +16,7 @@ const argv = process.argv.slice(2)
 const extra = argv.includes('--') ? argv.slice(argv.indexOf('--') + 1) : []
 const flags = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv
 const only = flags.find((a) => a === '--unit' || a === '--vm')
-const tap = 'node_modules/tap/dist/esm/run/index.js'
+const tap = 'node_modules/tap/dist/esm/run.mjs'
 
 /** Run a command, echo its output, and collect tap's "# { total: …, pass: … }" summaries. */
 function run(cmd, args, opts = {}) {
@@ -29,7 +29,7 @@ function run(cmd, args, opts = {}) {
       tail += c.toString()
       let nl
       while ((nl = tail.indexOf('\n')) >= 0) {
-        const line = tail.slice(0, nl)
+        const line = tail.slice(0, nl).replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '')
         tail = tail.slice(nl + 1)
         const m = /^# \{ total: \d+(.*)\}\s*$/.exec(line)
         if (m) {
@@ -61,7 +61,7 @@ if (only !== '--unit') {
   if (pack.code !== 0) { console.error('could not pack the project'); process.exit(1) }
   const inner = [
     'set -e; mkdir -p /tmp/p; tar -C /tmp/p -xf /mnt/host/project.tar; cd /tmp/p',
-    `MISTIFY_TEST_ZPOOL=1 node ${tap} --jobs=1 ${extra.length ? extra.map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ') : 'dist/test/integration'}`,
+    `MISTIFY_TEST_ZPOOL=1 node ${tap} --jobs=1 --reporter=tap ${extra.length ? extra.map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ') : 'dist/test/integration'}`,
   ].join('\n')
   const vm = await run('bash', ['scripts/vm/run.sh', '--share', share, '--timeout', process.env.MISTIFY_VM_TIMEOUT ?? '2400', '--', inner])
   rmSync(share, { recursive: true, force: true })

@@ -72,10 +72,16 @@ args=(
 qemu-system-x86_64 "${args[@]}" </dev/null 2>"$tmp/qemu.err" &
 qpid=$!
 [ -n "$pidfile" ] && echo "$qpid" >"$pidfile"
-( sleep "$timeout"; kill -9 "$qpid" 2>/dev/null && touch "$tmp/timedout" ) &
+# The watchdog holds no stdio (a reader of our output would wait on it) and
+# takes its sleep with it when it is stopped.
+(
+  trap 'kill "$sp" 2>/dev/null; exit 0' TERM
+  sleep "$timeout" & sp=$!
+  wait "$sp" && kill -9 "$qpid" 2>/dev/null && touch "$tmp/timedout"
+) </dev/null >/dev/null 2>&1 &
 watchdog=$!
 set +e
-wait "$qpid"; qrc=$?
+{ wait "$qpid"; } 2>/dev/null; qrc=$?
 set -e
 qpid=""
 kill "$watchdog" 2>/dev/null || true

@@ -177,7 +177,7 @@ export function release(tag: string, snap: string): Argv {
 
 export function holds(snaps: readonly string[], o: { recursive?: boolean } = {}): Argv {
   snaps.forEach(assertSnapshotName)
-  return ['holds', '-H', '-p', ...flag(o.recursive, '-r'), ...snaps]
+  return ['holds', '-H', ...flag(o.recursive, '-r'), ...snaps]
 }
 
 export function version(): Argv {

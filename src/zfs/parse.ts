@@ -76,7 +76,7 @@ export function parsePools(stdout: string): Pool[] {
 
 export function parseHolds(stdout: string): Hold[] {
   return rows(stdout, 3, 'zfs holds').map(([snapshot, tag, created]) => ({
-    snapshot: snapshot!, tag: tag!, created: num(created!, 'holds timestamp'),
+    snapshot: snapshot!, tag: tag!, created: created!,
   }))
 }
 

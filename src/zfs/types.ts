@@ -45,7 +45,8 @@ export interface DatasetProperty {
 export interface Hold {
   readonly snapshot: string
   readonly tag: string
-  readonly created: number
+  /** As zfs prints it (2.1 has no -p for holds): e.g. 'Tue Nov 24 03:46 2026'. */
+  readonly created: string
 }
 
 export interface DestroyOptions {

@@ -61,7 +61,7 @@ t.test('send and receive', async (t) => {
 t.test('holds', async (t) => {
   t.same(cmd.hold('mistify-send', 'tank/x@s'), ['hold', 'mistify-send', 'tank/x@s'])
   t.same(cmd.release('mistify-send', 'tank/x@s'), ['release', 'mistify-send', 'tank/x@s'])
-  t.same(cmd.holds(['tank/x@s'], { recursive: true }), ['holds', '-H', '-p', '-r', 'tank/x@s'])
+  t.same(cmd.holds(['tank/x@s'], { recursive: true }), ['holds', '-H', '-r', 'tank/x@s'])
   t.throws(() => cmd.hold('-r', 'tank/x@s'), InvalidDatasetNameError)
 })
 

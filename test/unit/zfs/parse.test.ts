@@ -1,0 +1,78 @@
+import t from 'tap'
+import * as parse from '../../../src/zfs/parse.js'
+import * as cmd from '../../../src/zfs/commands.js'
+import { ZfsParseError } from '../../../src/zfs/errors.js'
+import { recorded, zfsVersions } from '../../helpers/fixtures.js'
+
+for (const v of zfsVersions) {
+  t.test(`zfs ${v}`, async (t) => {
+    t.test('the recorded argv is what the builders make today', async (t) => {
+      t.same(recorded(v, 'list-all').args, cmd.list({ types: ['filesystem', 'volume', 'snapshot'], roots: ['tank'] }))
+      t.same(recorded(v, 'get-volume').args, cmd.getDataset('tank/images/img'))
+      t.same(recorded(v, 'zpool-list').args, cmd.zpoolList('tank'))
+    })
+
+    t.test('list -t all', async (t) => {
+      const ds = parse.parseDatasets(recorded(v, 'list-all').stdout)
+      t.equal(ds.length, 11)
+      const byName = new Map(ds.map((d) => [d.name, d]))
+      const pool = byName.get('tank')!
+      t.equal(pool.type, 'filesystem')
+      t.equal(pool.quota, undefined, 'quota 0 means none')
+      t.ok(pool.available! > 0)
+      t.equal(byName.get('tank/guests')!.quota, 200 * 1024 * 1024)
+      const clone = byName.get('tank/guests/g1/disk-0')!
+      t.equal(clone.type, 'volume')
+      t.equal(clone.origin, 'tank/images/img@base')
+      t.equal(clone.volsize, 16 * 1024 * 1024)
+      const snap = byName.get('tank/images/img@base')!
+      t.equal(snap.type, 'snapshot')
+      t.equal(snap.available, undefined)
+      t.equal(snap.quota, undefined)
+      t.equal(snap.volsize, 16 * 1024 * 1024)
+      t.ok(snap.written > 0)
+      t.match(snap.guid, /^\d+$/)
+      t.ok(snap.creation > 1_600_000_000)
+      t.equal(snap.receiveResumeToken, undefined)
+      t.equal(byName.get('tank/guests')!.volsize, undefined)
+    })
+
+    t.test('other listings', async (t) => {
+      t.same(parse.parseDatasets(recorded(v, 'list-snapshots').stdout).map((d) => d.name), [
+        'tank/guests/g1@snap-1', 'tank/guests/g1@snap-2', 'tank/guests/g1/disk-0@snap-1', 'tank/guests/g1/disk-0@snap-2'])
+      t.same(parse.parseDatasets(recorded(v, 'list-volumes').stdout).map((d) => d.name), ['tank/guests/g1/disk-0', 'tank/images/img'])
+      t.same(parse.parseDatasets(recorded(v, 'list-empty').stdout), [])
+      t.equal(parse.parseDatasets(recorded(v, 'get-snapshot').stdout)[0]?.name, 'tank/images/img@base')
+    })
+
+    t.test('get', async (t) => {
+      const props = parse.parseProps(recorded(v, 'get-props').stdout)
+      t.same(props.filter((p) => p.name === 'tank/guests').map((p) => [p.property, p.value, p.source]), [
+        ['compression', 'off', 'default'], ['quota', '209715200', 'local'], ['volsize', undefined, undefined]])
+    })
+
+    t.test('zpool, holds, send estimate, version', async (t) => {
+      const [pool] = parse.parsePools(recorded(v, 'zpool-list').stdout)
+      t.match(pool, { name: 'tank', health: 'ONLINE', readonly: false })
+      t.equal(pool!.size, pool!.allocated + pool!.free)
+      const [hold] = parse.parseHolds(recorded(v, 'holds').stdout)
+      t.match(hold, { snapshot: 'tank/guests/g1@snap-2', tag: 'mistify-send' })
+      t.ok(parse.parseSendEstimate(recorded(v, 'send-estimate-full').stdout) > 1024 * 1024)
+      const inc = parse.parseSendEstimate(recorded(v, 'send-estimate-incremental').stdout)
+      t.ok(inc > 0 && inc < 64 * 1024)
+      t.match(parse.parseVersion(recorded(v, 'version').stdout), { userland: /^2\.\d+\.\d+/, kernel: /^2\.\d+\.\d+/ })
+    })
+  })
+}
+
+t.test('shape drift fails loudly', async (t) => {
+  t.throws(() => parse.parseDatasets('tank\tfilesystem\n'), ZfsParseError)
+  t.throws(() => parse.parseDatasets('tank\tfilesystem\t-\t1\t2\t3\t-\t4\t0\t5\t6\t-\textra\n'), { message: /13 columns, expected 12/ })
+  t.throws(() => parse.parseDatasets('tank\tweird\t-\t1\t2\t3\t-\t4\t0\t5\t6\t-\n'), { message: /unknown type/ })
+  t.throws(() => parse.parseDatasets('tank\tfilesystem\t-\t1.5G\t2\t3\t-\t4\t0\t5\t6\t-\n'), { message: /whole number/ })
+  t.throws(() => parse.parseDatasets('tank\tfilesystem\t-\t99999999999999999999\t2\t3\t-\t4\t0\t5\t6\t-\n'), ZfsParseError)
+  t.throws(() => parse.parseSendEstimate('full\tx\t12\n'), ZfsParseError)
+  t.throws(() => parse.parseVersion('nonsense'), ZfsParseError)
+  t.throws(() => parse.parsePools('tank\t1\t2\n'), ZfsParseError)
+  t.same(parse.parseDatasets(''), [])
+})
