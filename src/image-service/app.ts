@@ -1,0 +1,31 @@
+/**
+ * Builds the two Koa apps (native API and Glance API) over shared
+ * dependencies. Never listens: server.ts (or a test) decides where.
+ */
+import Koa from 'koa'
+import type { Fetcher } from './fetcher.js'
+import { glanceApp } from './glance-api.js'
+import type { IngestDeps } from './ingest.js'
+import { nativeApp } from './native-api.js'
+
+export interface ServiceDeps extends IngestDeps {
+  fetcher: Fetcher
+  /** Largest image accepted by an upload or a fetch, in bytes. */
+  maxUploadSize: number
+}
+
+export interface Apps {
+  native: Koa
+  glance: Koa
+}
+
+export function createApp(deps: ServiceDeps): Apps {
+  const build = (middleware: Koa.Middleware[]): Koa => {
+    const app = new Koa()
+    // Our middleware answers every error itself; Koa's default logger would only duplicate it.
+    app.silent = true
+    for (const m of middleware) app.use(m)
+    return app
+  }
+  return { native: build(nativeApp(deps)), glance: build(glanceApp(deps)) }
+}

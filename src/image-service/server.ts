@@ -1,0 +1,148 @@
+/**
+ * Wires the service together and listens: opens the metadata store, repairs
+ * records a previous run left mid-transfer, and serves both APIs. Used by
+ * main.ts and by the tests (which pass ephemeralPorts).
+ */
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import type Koa from 'koa'
+import { openDb, type Db } from '../store/db.js'
+import { createApp, type ServiceDeps } from './app.js'
+import type { Config } from './config.js'
+import { Fetcher } from './fetcher.js'
+import { ImageFiles } from './files.js'
+import { asPending, withError } from './ingest.js'
+import { stderrLogger, type Logger } from './log.js'
+import { ImageStore } from './store.js'
+
+export interface StartOptions {
+  log?: Logger
+  /** Listen on port 0 for every enabled API (tests). */
+  ephemeralPorts?: boolean
+  /** How long close() lets running requests finish before cutting them (ms). */
+  closeGraceMs?: number
+}
+
+export interface RunningService {
+  nativeUrl: string
+  /** undefined when the Glance API is disabled (--glance-port 0). */
+  glanceUrl: string | undefined
+  deps: ServiceDeps
+  close(): Promise<void>
+}
+
+/** Put records a crash or restart interrupted into a state that can make progress. */
+export async function recover(deps: ServiceDeps): Promise<void> {
+  for (const r of await deps.store.list()) {
+    if ((r.status === 'pending' || r.status === 'downloading') && r.source !== '') {
+      // A URL fetch: start it again from the beginning.
+      await deps.store.update(r.id, asPending)
+      deps.fetcher.start(r.id)
+      deps.log.info('restarting interrupted fetch', { id: r.id, source: r.source })
+    } else if (r.status === 'downloading') {
+      // An upload: its client is gone, the partial file was dropped by files.init().
+      await deps.store.update(r.id, (x) => withError(x, 'upload interrupted by a service restart'))
+    } else if (r.status === 'complete' && !(await deps.files.open(r.id).then(async (o) => { await o?.handle.close(); return o !== undefined }))) {
+      await deps.store.update(r.id, (x) => withError(x, 'image data missing'))
+      deps.log.warn('image data missing', { id: r.id })
+    }
+  }
+}
+
+interface Listening {
+  server: Server
+  url: string
+  /** Requests whose handlers have not finished yet. */
+  inflight: () => number
+  drained: () => Promise<void>
+}
+
+async function listen(app: Koa, port: number, host: string, idleTimeoutMs: number): Promise<Listening> {
+  let inflight = 0
+  let waiters: Array<() => void> = []
+  const handle = app.callback()
+  const server = createServer((req, res) => {
+    inflight++
+    res.once('close', () => {
+      // 'close' fires when the handler's response is done or the client went away;
+      // give the handler a tick to persist what it was writing.
+      setImmediate(() => {
+        inflight--
+        if (inflight === 0) for (const w of waiters.splice(0)) w()
+      })
+    })
+    void handle(req, res)
+  })
+  // Uploads may take hours: no whole-request limit, but an idle limit, so a
+  // stalled client cannot hold an upload (and its temp file) forever.
+  server.requestTimeout = 0
+  server.headersTimeout = 60_000
+  server.keepAliveTimeout = 5_000
+  server.setTimeout(idleTimeoutMs)
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, host, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+  const a = server.address() as AddressInfo
+  const h = a.family === 'IPv6' ? `[${a.address}]` : a.address
+  return {
+    server,
+    url: `http://${h}:${a.port}`,
+    inflight: () => inflight,
+    drained: () => (inflight === 0 ? Promise.resolve() : new Promise((r) => waiters.push(r))),
+  }
+}
+
+export async function startService(cfg: Config, o: StartOptions = {}): Promise<RunningService> {
+  const log = o.log ?? stderrLogger()
+  await mkdir(cfg.dataDir, { recursive: true, mode: 0o750 })
+  const db: Db = await openDb(join(cfg.dataDir, 'metadata'))
+  const listening: Listening[] = []
+  let fetcher: Fetcher | undefined
+  try {
+    const files = new ImageFiles(cfg.dataDir)
+    await files.init()
+    const store = ImageStore.fromDb(db)
+    fetcher = new Fetcher({ store, files, log }, {
+      maxSize: cfg.maxUploadSize, idleTimeoutMs: cfg.fetchTimeoutMs, progressIntervalMs: cfg.progressIntervalMs,
+    })
+    const deps: ServiceDeps = { store, files, log, fetcher, maxUploadSize: cfg.maxUploadSize }
+    await recover(deps)
+    const apps = createApp(deps)
+    const native = await listen(apps.native, o.ephemeralPorts ? 0 : cfg.port, cfg.listen, cfg.idleTimeoutMs)
+    listening.push(native)
+    const glance = cfg.glancePort === 0 ? undefined : await listen(apps.glance, o.ephemeralPorts ? 0 : cfg.glancePort, cfg.listen, cfg.idleTimeoutMs)
+    if (glance) listening.push(glance)
+    let closing: Promise<void> | undefined
+    return {
+      nativeUrl: native.url,
+      glanceUrl: glance?.url,
+      deps,
+      close: () => (closing ??= shutdown(listening, fetcher as Fetcher, db, o.closeGraceMs ?? 5_000)),
+    }
+  } catch (err) {
+    await shutdown(listening, fetcher, db, 0)
+    throw err
+  }
+}
+
+async function shutdown(listening: Listening[], fetcher: Fetcher | undefined, db: Db, graceMs: number): Promise<void> {
+  const closed = listening.map((l) => new Promise<void>((r) => l.server.close(() => r())))
+  for (const l of listening) l.server.closeIdleConnections()
+  const drained = Promise.all(listening.map((l) => l.drained()))
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([drained, new Promise<void>((r) => { timer = setTimeout(r, graceMs) })])
+  clearTimeout(timer)
+  // Cut what is still running; handlers then record their failure before the db closes.
+  for (const l of listening) l.server.closeAllConnections()
+  await fetcher?.close()
+  await Promise.race([drained, new Promise<void>((r) => { timer = setTimeout(r, 2_000) })])
+  clearTimeout(timer)
+  await Promise.all(closed)
+  await db.close()
+}
