@@ -12,7 +12,7 @@ type ErrorClass = new (message: string, command?: CommandInfo) => ZfsError
 
 /** First match wins; order matters where messages overlap. */
 const RULES: ReadonlyArray<readonly [RegExp, ErrorClass]> = [
-  [/has dependent clones/, HasDependentClonesError],
+  [/has dependent clones|clones of previous snapshots exist/, HasDependentClonesError],
   [/more recent snapshots( or bookmarks)? exist/, MoreRecentSnapshotsError],
   [/has children/, HasChildrenError],
   [/out of space|no space left|insufficient space|quota exceeded|exceeds quota/i, OutOfSpaceError],

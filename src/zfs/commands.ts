@@ -15,7 +15,7 @@ export type Argv = readonly string[]
 /** Column order is the parse order; parse.ts fails if zfs prints another count. */
 export const DATASET_COLUMNS = [
   'name', 'type', 'origin', 'used', 'available', 'referenced', 'volsize', 'written', 'quota',
-  'creation', 'guid', 'receive_resume_token',
+  'creation', 'createtxg', 'guid', 'clones', 'receive_resume_token',
 ] as const
 
 export const POOL_COLUMNS = ['name', 'size', 'allocated', 'free', 'health', 'readonly'] as const

@@ -19,6 +19,12 @@ export { createZfsRunner, type ZfsRunner } from './runner.js'
 
 type Props = Readonly<Record<string, string>>
 
+/** Errors our side of a pipe sees when the process at the other end went away. */
+function isPipeError(e: unknown): boolean {
+  const code = (e as { code?: string } | null)?.code
+  return code === 'EPIPE' || code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ERR_STREAM_DESTROYED'
+}
+
 export interface Zfs {
   listDatasets(o: cmd.ListArgs, x?: ExecOptions): Promise<Dataset[]>
   /** Throws DatasetNotFoundError when it does not exist. */
@@ -93,13 +99,16 @@ export function createZfs(runner: ZfsRunner = createZfsRunner()): Zfs {
     async sendResumeEstimate(token, x) { return parse.parseSendEstimate(await zfs(cmd.sendResume(token, { estimate: true }), x)) },
     async receive(name, input, o, x) {
       const child = runner.spawn('zfs', cmd.receive(name, o), { ...x, stdin: 'pipe', stdout: 'ignore' })
-      const [fed, exited] = await Promise.allSettled([pipeline(input, child.stdin!), child.done])
-      // zfs's own verdict explains more than the EPIPE it caused on our side.
+      const fed = pipeline(input, child.stdin!).catch((e: unknown) => {
+        // The source failed (not just EPIPE from a zfs that gave up): stop zfs now.
+        if (!isPipeError(e)) child.kill()
+        throw e
+      })
+      const [f, exited] = await Promise.allSettled([fed, child.done])
+      // A failed source is the root cause; zfs's verdict explains more than the EPIPE it caused.
+      if (f.status === 'rejected' && !isPipeError(f.reason)) throw f.reason
       if (exited.status === 'rejected') throw exited.reason
-      if (fed.status === 'rejected') {
-        child.kill()
-        throw fed.reason
-      }
+      if (f.status === 'rejected') throw f.reason
     },
     async receiveAbort(name, x) { await zfs(cmd.receiveAbort(name), x) },
     async hold(tag, snap, x) { await zfs(cmd.hold(tag, snap), x) },

@@ -37,7 +37,7 @@ function optNum(v: string, field: string): number | undefined {
 }
 
 export function parseDatasets(stdout: string): Dataset[] {
-  return rows(stdout, DATASET_COLUMNS.length, 'zfs list').map(([name, type, origin, used, avail, refer, volsize, written, quota, creation, guid, token]) => {
+  return rows(stdout, DATASET_COLUMNS.length, 'zfs list').map(([name, type, origin, used, avail, refer, volsize, written, quota, creation, createtxg, guid, clones, token]) => {
     if (!TYPES.includes(type as DatasetType)) throw new ZfsParseError(`zfs list: unknown type ${JSON.stringify(type)} for ${name}`)
     const q = optNum(quota!, 'quota')
     return {
@@ -51,7 +51,9 @@ export function parseDatasets(stdout: string): Dataset[] {
       written: optNum(written!, 'written') ?? 0,
       quota: q === 0 ? undefined : q,
       creation: num(creation!, 'creation'),
+      createtxg: num(createtxg!, 'createtxg'),
       guid: guid!,
+      clones: dash(clones!)?.split(',') ?? [],
       receiveResumeToken: dash(token!),
     }
   })

@@ -18,7 +18,11 @@ export interface Dataset {
   /** Unset when no quota is set (zfs reports 0 or '-'). */
   readonly quota: number | undefined
   readonly creation: number
+  /** Transaction group of creation: orders snapshots exactly (creation has 1 s resolution). */
+  readonly createtxg: number
   readonly guid: string
+  /** For a snapshot: the clones made from it. */
+  readonly clones: readonly string[]
   /** Set while a `zfs receive -s` into this dataset is incomplete. */
   readonly receiveResumeToken: string | undefined
 }

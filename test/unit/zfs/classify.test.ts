@@ -13,6 +13,7 @@ const CASES: Array<[string, new (...a: never[]) => E.ZfsError]> = [
   ['err-snapshot-exists', E.DatasetExistsError],
   ['err-receive-exists', E.DatasetExistsError],
   ['err-has-clones', E.HasDependentClonesError],
+  ['err-rollback-clones', E.HasDependentClonesError],
   ['err-has-children', E.HasChildrenError],
   ['err-more-recent', E.MoreRecentSnapshotsError],
   ['err-busy-held', E.DatasetBusyError],

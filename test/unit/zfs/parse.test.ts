@@ -24,6 +24,9 @@ for (const v of zfsVersions) {
       const clone = byName.get('tank/guests/g1/disk-0')!
       t.equal(clone.type, 'volume')
       t.equal(clone.origin, 'tank/images/img@base')
+      t.same(byName.get('tank/images/img@base')!.clones, ['tank/guests/g1/disk-0'])
+      t.same(clone.clones, [])
+      t.ok(byName.get('tank/guests/g1@snap-2')!.createtxg > byName.get('tank/guests/g1@snap-1')!.createtxg)
       t.equal(clone.volsize, 16 * 1024 * 1024)
       const snap = byName.get('tank/images/img@base')!
       t.equal(snap.type, 'snapshot')
@@ -66,11 +69,13 @@ for (const v of zfsVersions) {
 }
 
 t.test('shape drift fails loudly', async (t) => {
+  const row = (o: Record<number, string>) => ['tank', 'filesystem', '-', '1', '2', '3', '-', '4', '0', '5', '7', '6', '-', '-'].map((c, i) => o[i] ?? c).join('\t') + '\n'
+  t.equal(parse.parseDatasets(row({}))[0]?.createtxg, 7, 'the row helper makes a valid row')
   t.throws(() => parse.parseDatasets('tank\tfilesystem\n'), ZfsParseError)
-  t.throws(() => parse.parseDatasets('tank\tfilesystem\t-\t1\t2\t3\t-\t4\t0\t5\t6\t-\textra\n'), { message: /13 columns, expected 12/ })
-  t.throws(() => parse.parseDatasets('tank\tweird\t-\t1\t2\t3\t-\t4\t0\t5\t6\t-\n'), { message: /unknown type/ })
-  t.throws(() => parse.parseDatasets('tank\tfilesystem\t-\t1.5G\t2\t3\t-\t4\t0\t5\t6\t-\n'), { message: /whole number/ })
-  t.throws(() => parse.parseDatasets('tank\tfilesystem\t-\t99999999999999999999\t2\t3\t-\t4\t0\t5\t6\t-\n'), ZfsParseError)
+  t.throws(() => parse.parseDatasets(row({ 14: 'extra' }).replace('\n', '\textra\n')), { message: /15 columns, expected 14/ })
+  t.throws(() => parse.parseDatasets(row({ 1: 'weird' })), { message: /unknown type/ })
+  t.throws(() => parse.parseDatasets(row({ 3: '1.5G' })), { message: /whole number/ })
+  t.throws(() => parse.parseDatasets(row({ 3: '99999999999999999999' })), ZfsParseError)
   t.throws(() => parse.parseSendEstimate('full\tx\t12\n'), ZfsParseError)
   t.throws(() => parse.parseVersion('nonsense'), ZfsParseError)
   t.throws(() => parse.parsePools('tank\t1\t2\n'), ZfsParseError)

@@ -1,0 +1,83 @@
+/**
+ * Build a running agent from a Config: check the pool, make sure
+ * <pool>/images and <pool>/guests exist, open the metadata store, reconcile
+ * it with ZFS, and assemble services and the HTTP app. main.ts only listens.
+ */
+import { mkdirSync } from 'node:fs'
+import type Koa from 'koa'
+import type { Config } from './config.js'
+import { createZfs, createZfsRunner, DatasetNotFoundError, type Zfs } from './zfs/index.js'
+import { openDb, type Db } from './store/db.js'
+import { createScope, type Scope } from './services/scope.js'
+import { imageRecords } from './services/image-records.js'
+import { createServices, type Services } from './services/index.js'
+import { createFetchQueue, type FetchQueue } from './fetch/queue.js'
+import { INCOMING_PREFIX } from './fetch/import-image.js'
+import { createApp } from './http/app.js'
+import type { Logger } from './log.js'
+
+export interface Agent {
+  readonly app: Koa
+  readonly services: Services
+  readonly scope: Scope
+  readonly zfs: Zfs
+  readonly fetches: FetchQueue
+  close(): Promise<void>
+}
+
+export class StartupError extends Error {
+  override name = 'StartupError'
+}
+
+/** Remove what a crash can leave behind, and records whose dataset is gone. */
+async function reconcile(zfs: Zfs, scope: Scope, db: Db, log: Logger): Promise<void> {
+  const records = imageRecords(db)
+  const children = await zfs.listDatasets({ types: ['volume', 'filesystem'], roots: [scope.images], depth: 1 })
+  for (const ds of children) {
+    if (ds.name.slice(scope.images.length + 1).startsWith(INCOMING_PREFIX)) {
+      log.warn({ dataset: ds.name }, 'removing an interrupted import')
+      await zfs.destroy(ds.name, { recursive: true })
+    }
+  }
+  for (const r of await records.values()) {
+    if (r.status === 'complete' && !(await zfs.findDataset(r.snapshot))) {
+      log.warn({ image: r.id, snapshot: r.snapshot }, 'image dataset vanished; forgetting the record')
+      await records.del(r.id)
+    }
+  }
+}
+
+export async function createAgent(config: Config, o: { zfs?: Zfs; log: Logger }): Promise<Agent> {
+  const zfs = o.zfs ?? createZfs(createZfsRunner({ timeoutMs: config.zfsTimeoutMs }))
+  const scope = createScope(config.zpool)
+  const pools = await zfs.pools().catch((e: Error) => { throw new StartupError(`zpool list failed: ${e.message}`) })
+  const pool = pools.find((p) => p.name === config.zpool)
+  if (!pool) throw new StartupError(`pool ${config.zpool} is not imported (have: ${pools.map((p) => p.name).join(', ') || 'none'})`)
+  if (pool.health !== 'ONLINE' && pool.health !== 'DEGRADED') throw new StartupError(`pool ${config.zpool} is ${pool.health}`)
+  for (const root of [scope.images, scope.guests]) {
+    try {
+      await zfs.getDataset(root)
+    } catch (e) {
+      if (!(e instanceof DatasetNotFoundError)) throw e
+      await zfs.createFilesystem(root)
+    }
+  }
+  mkdirSync(config.metadataDir, { recursive: true })
+  const db = await openDb(config.metadataDir)
+  try {
+    await reconcile(zfs, scope, db, o.log)
+  } catch (e) {
+    await db.close()
+    throw e
+  }
+  const fetches = createFetchQueue({ concurrency: config.fetchers, maxPending: config.maxPending })
+  const services = createServices({ zfs, scope, records: imageRecords(db), fetches, config })
+  const app = createApp({ services, zfs, log: o.log })
+  return {
+    app, services, scope, zfs, fetches,
+    async close() {
+      await fetches.close()
+      await db.close()
+    },
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * The fetch queue: at most `concurrency` distinct images in flight, at most
+ * `maxPending` waiting; past that a request is refused at once (BusyError)
+ * rather than blocking its caller. Concurrent requests for one image share
+ * one fetch. The only module that imports p-queue.
+ */
+import PQueue from 'p-queue'
+import { BusyError } from '../errors.js'
+
+export interface FetchQueue {
+  /** Run `task` for `key`, or join the run already under way for it. */
+  run<T>(key: string, task: (signal: AbortSignal) => Promise<T>): Promise<T>
+  readonly size: { readonly running: number; readonly waiting: number }
+  /** Refuse new work, abort what runs, answer waiting callers with 'fetcher quit'. */
+  close(): Promise<void>
+}
+
+export function createFetchQueue(o: { concurrency: number; maxPending: number }): FetchQueue {
+  const queue = new PQueue({ concurrency: o.concurrency })
+  const inflight = new Map<string, Promise<unknown>>()
+  /** Callers whose task has not started yet; close() answers them. */
+  const waiting = new Set<(e: Error) => void>()
+  const abort = new AbortController()
+  let closed = false
+
+  return {
+    run<T>(key: string, task: (signal: AbortSignal) => Promise<T>): Promise<T> {
+      if (closed) return Promise.reject(new BusyError('fetcher quit'))
+      const joined = inflight.get(key)
+      if (joined) return joined as Promise<T>
+      if (waiting.size >= o.maxPending) {
+        return Promise.reject(new BusyError(`busy: ${queue.pending} fetches running and ${waiting.size} waiting, try again later`))
+      }
+      const p = new Promise<T>((resolve, reject) => {
+        const cancel = (e: Error) => reject(e)
+        waiting.add(cancel)
+        void queue.add(async () => {
+          if (!waiting.delete(cancel)) return // answered by close() already
+          try { resolve(await task(abort.signal)) } catch (e) { reject(e) }
+        })
+      })
+      const tracked = p.finally(() => inflight.delete(key))
+      inflight.set(key, tracked)
+      return tracked
+    },
+    get size() { return { running: queue.pending, waiting: waiting.size } },
+    async close() {
+      closed = true
+      for (const cancel of waiting) cancel(new BusyError('fetcher quit'))
+      waiting.clear()
+      abort.abort(new BusyError('fetcher quit'))
+      await queue.onIdle()
+    },
+  }
+}

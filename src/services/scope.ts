@@ -1,0 +1,65 @@
+/**
+ * The fence: every dataset a request names is resolved here, relative to the
+ * pool, and must lie inside <pool>/images or <pool>/guests. Syntax is checked
+ * by zfs/names.ts before anything reaches zfs.
+ */
+import { InvalidParamsError } from '../errors.js'
+import { names } from '../zfs/index.js'
+
+export interface Scope {
+  readonly pool: string
+  readonly images: string
+  readonly guests: string
+  /**
+   * `rel` is relative to the pool (`guests/<id>/disk-0@snap`). With
+   * `below`, the trees' roots themselves are refused (for destructive calls).
+   */
+  resolve(rel: string, o?: { below?: boolean }): string
+  /** A name that is already full (`<pool>/...`), fenced the same way. */
+  check(full: string, o?: { below?: boolean }): string
+  /** <pool>/images/<id> for an image id (a single name component). */
+  imageDataset(id: string): string
+  /** <pool>/guests/<id> for a guest id (a single name component). */
+  guestDataset(id: string): string
+}
+
+export const INVALID_DATASET = 'not a valid dataset'
+
+export function createScope(pool: string): Scope {
+  names.assertPoolName(pool)
+  const images = `${pool}/images`
+  const guests = `${pool}/guests`
+
+  function check(full: string, o: { below?: boolean } = {}): string {
+    try {
+      names.assertAnyName(full)
+    } catch (e) {
+      throw new InvalidParamsError(INVALID_DATASET, { cause: e })
+    }
+    const inside = [images, guests].find((root) => names.isWithin(full, root))
+    if (!inside) throw new InvalidParamsError(`${INVALID_DATASET}: ${full} is outside ${images} and ${guests}`)
+    const dataset = full.split('@')[0]!
+    if (o.below && dataset === inside) throw new InvalidParamsError(`${INVALID_DATASET}: refusing to act on ${inside} itself`)
+    return full
+  }
+
+  function component(id: string, what: string): string {
+    if (typeof id !== 'string' || id.includes('/') || id.includes('@')) throw new InvalidParamsError(`invalid ${what} id ${JSON.stringify(id)}`)
+    try {
+      names.assertDatasetName(`${pool}/${id}`)
+    } catch (e) {
+      throw new InvalidParamsError(`invalid ${what} id ${JSON.stringify(id)}`, { cause: e })
+    }
+    return id
+  }
+
+  return {
+    pool, images, guests, check,
+    resolve(rel, o) {
+      if (typeof rel !== 'string' || rel.startsWith('/')) throw new InvalidParamsError(`${INVALID_DATASET}: ids are relative to the pool, e.g. guests/<id>`)
+      return check(`${pool}/${rel}`, o)
+    },
+    imageDataset: (id) => `${images}/${component(id, 'image')}`,
+    guestDataset: (id) => `${guests}/${component(id, 'guest')}`,
+  }
+}

@@ -1,0 +1,59 @@
+import t from 'tap'
+import { createFetchQueue } from '../../../src/fetch/queue.js'
+import { BusyError } from '../../../src/errors.js'
+
+function deferred<T = void>() {
+  let resolve!: (v: T) => void
+  const promise = new Promise<T>((r) => { resolve = r })
+  return { promise, resolve }
+}
+
+t.test('concurrency bound and sharing one fetch per key', async (t) => {
+  const q = createFetchQueue({ concurrency: 1, maxPending: 10 })
+  const gate = deferred()
+  let calls = 0
+  const task = async () => { calls++; await gate.promise; return 'done' }
+  const a = q.run('img1', task)
+  const b = q.run('img1', task)
+  const c = q.run('img2', async () => 'two')
+  await new Promise((r) => setImmediate(r))
+  t.same(q.size, { running: 1, waiting: 1 })
+  gate.resolve()
+  t.same(await Promise.all([a, b, c]), ['done', 'done', 'two'])
+  t.equal(calls, 1, 'the shared key ran once')
+  const again = await q.run('img1', async () => 'fresh')
+  t.equal(again, 'fresh', 'after completion the key runs anew')
+})
+
+t.test('busy past maxPending, at once', async (t) => {
+  const q = createFetchQueue({ concurrency: 1, maxPending: 1 })
+  const gate = deferred()
+  const running = q.run('a', () => gate.promise)
+  const waiting = q.run('b', async () => 'b')
+  await new Promise((r) => setImmediate(r))
+  await t.rejects(q.run('c', async () => 'c'), BusyError)
+  await t.rejects(q.run('c', async () => 'c'), { message: /busy: 1 fetches running and 1 waiting, try again later/ })
+  const joined = q.run('b', async () => 'other')
+  gate.resolve()
+  await running
+  t.equal(await waiting, 'b')
+  t.equal(await joined, 'b', 'joining a waiting key is not refused, and shares its result')
+})
+
+t.test('close answers waiting callers and aborts running ones', async (t) => {
+  const q = createFetchQueue({ concurrency: 1, maxPending: 5 })
+  const running = q.run('a', (signal) => new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason))))
+  const waiting = q.run('b', async () => 'never')
+  await new Promise((r) => setImmediate(r))
+  await q.close()
+  await t.rejects(running, { message: 'fetcher quit' })
+  await t.rejects(waiting, { message: 'fetcher quit' })
+  await t.rejects(q.run('c', async () => 'c'), { message: 'fetcher quit' })
+})
+
+t.test('a failing task rejects every sharer and frees the key', async (t) => {
+  const q = createFetchQueue({ concurrency: 2, maxPending: 5 })
+  const boom = async () => { throw new Error('boom') }
+  await Promise.all([t.rejects(q.run('x', boom), /boom/), t.rejects(q.run('x', boom), /boom/)])
+  t.equal(await q.run('x', async () => 'ok'), 'ok')
+})
