@@ -1,0 +1,127 @@
+/**
+ * An agent on a real throw-away pool (inside the VM), with a local image
+ * server serving real zfs send streams, reachable over loopback HTTP in both
+ * wire dialects.
+ */
+import { createServer, type Server } from 'node:http'
+import { once } from 'node:events'
+import { gzipSync } from 'node:zlib'
+import { randomBytes } from 'node:crypto'
+import { join } from 'node:path'
+import { openSync, writeSync, closeSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import type { AddressInfo } from 'node:net'
+import { createAgent, type Agent } from '../../src/agent.js'
+import { DEFAULTS, type Config } from '../../src/config.js'
+import { silentLogger } from '../../src/log.js'
+import { createFilePool, settle, sh } from './zpool.js'
+
+export const IMAGE_ID = '7a8c0d3e-1b2f-4c5d-9e6f-0a1b2c3d4e5f'
+export const GZIP_ID = 'gzipID'
+
+interface T {
+  teardown(fn: () => void | Promise<void>): void
+  testdir(): string
+}
+
+/** A zvol snapshot stream made on the spot: `sizeMiB` of random data, snapshot @test. */
+export function makeZvolStream(pool: string, o: { sizeMiB?: number; snapshots?: string[]; replicate?: boolean; filesystem?: boolean } = {}): Buffer {
+  const ds = `${pool}/prep${randomBytes(3).toString('hex')}`
+  if (o.filesystem) sh('zfs', ['create', ds])
+  else {
+    sh('zfs', ['create', '-V', `${o.sizeMiB ?? 4}M`, ds])
+    settle()
+    const fd = openSync(`/dev/zvol/${ds}`, 'r+')
+    writeSync(fd, randomBytes(1024 * 1024))
+    closeSync(fd)
+  }
+  const snaps = o.snapshots ?? ['test']
+  for (const s of snaps) sh('zfs', ['snapshot', `${ds}@${s}`])
+  const args = ['send', ...(o.replicate ? ['-R'] : []), `${ds}@${snaps.at(-1)}`]
+  // Small test streams only: held in memory.
+  const stream = execFileSync('zfs', args, { maxBuffer: 1 << 30, env: { ...process.env, LC_ALL: 'C' } })
+  sh('zfs', ['destroy', '-r', ds])
+  return stream
+}
+
+export interface ImageServer {
+  readonly url: string
+  /** Requests seen per path. */
+  readonly hits: Map<string, number>
+  /** path → body (or a handler) */
+  readonly routes: Map<string, Buffer | ((res: import('node:http').ServerResponse) => void)>
+}
+
+export async function startImageServer(t: T): Promise<ImageServer> {
+  const hits = new Map<string, number>()
+  const routes = new Map<string, Buffer | ((res: import('node:http').ServerResponse) => void)>()
+  const server: Server = createServer((req, res) => {
+    const path = req.url ?? ''
+    hits.set(path, (hits.get(path) ?? 0) + 1)
+    const r = routes.get(path)
+    if (r === undefined) { res.writeHead(404); res.end('no such image\n'); return }
+    if (typeof r === 'function') { r(res); return }
+    // Dribble the body out slowly enough that concurrent requests overlap.
+    res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': r.length })
+    let off = 0
+    const step = () => {
+      if (off >= r.length) { res.end(); return }
+      res.write(r.subarray(off, off + 256 * 1024))
+      off += 256 * 1024
+      setTimeout(step, 20)
+    }
+    step()
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => { server.closeAllConnections(); server.close() })
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, hits, routes }
+}
+
+export type Dialect = 'v1' | 'v2'
+export interface Outcome { result?: any; error?: string; status: number }
+
+export interface TestAgent {
+  readonly pool: string
+  readonly url: string
+  readonly agent: Agent
+  readonly images: ImageServer
+  readonly stream: Buffer
+  call(dialect: Dialect, method: string, params: unknown): Promise<Outcome>
+}
+
+let seq = 1
+
+export async function startAgent(t: T, o: { config?: Partial<Config> } = {}): Promise<TestAgent> {
+  const { name: pool } = createFilePool(t)
+  const images = await startImageServer(t)
+  const stream = makeZvolStream(pool)
+  images.routes.set(`/images/${IMAGE_ID}/download`, stream)
+  images.routes.set(`/images/${GZIP_ID}/download`, gzipSync(stream))
+  const config: Config = {
+    ...DEFAULTS, zpool: pool, metadataDir: join(t.testdir(), 'db'), imageServer: images.url, fetchIdleTimeoutMs: 3000, ...o.config,
+  }
+  const agent = await createAgent(config, { log: silentLogger })
+  const server = agent.app.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  t.teardown(async () => { server.closeAllConnections(); server.close(); await agent.close() })
+
+  async function call(dialect: Dialect, method: string, params: unknown): Promise<Outcome> {
+    const id = seq++
+    const body = dialect === 'v1'
+      ? { method: `ImageStore.${method}`, params: [params], id }
+      : { jsonrpc: '2.0', method, params: [params], id }
+    const res = await fetch(`${url}/_mistify_RPC_`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) })
+    const text = await res.text()
+    if (res.status !== 200) return { status: res.status, error: text }
+    const env = JSON.parse(text)
+    if (dialect === 'v1') {
+      if (env.error !== null) return { status: 200, error: env.error }
+      return { status: 200, result: env.result }
+    }
+    if (env.error) return { status: 200, error: env.error.message }
+    return { status: 200, result: env.result }
+  }
+  return { pool, url, agent, images, stream, call }
+}
