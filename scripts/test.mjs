@@ -48,6 +48,11 @@ function run(cmd, args, opts = {}) {
 const tiers = []
 
 if (only !== '--vm') {
+  const deps = await run('bash', ['scripts/host-deps.sh'])
+  if (deps.code !== 0) { console.error('host prerequisites missing (scripts/host-deps.sh)'); process.exit(1) }
+}
+
+if (only !== '--vm') {
   console.log('== unit and component tests (host) ==')
   tiers.push(['host', await run('node', [tap, 'dist/test/unit', 'dist/test/component'].filter((p) => p === tap || existsSync(join(root, p))))])
 }
