@@ -71,7 +71,11 @@ export async function createAgent(config: Config, o: { zfs?: Zfs; log: Logger })
     throw e
   }
   const fetches = createFetchQueue({ concurrency: config.fetchers, maxPending: config.maxPending })
-  const services = createServices({ zfs, scope, records: imageRecords(db), fetches, config })
+  const services = createServices({ zfs, scope, records: imageRecords(db), fetches, config, onError: (obj, msg) => o.log.error(obj, msg) })
+  // Not fatal: a hold we fail to drop blocks only destroying that snapshot.
+  await services.downloads.releaseStale().then(
+    (n) => { if (n) o.log.warn({ holds: n }, 'released download holds left by a previous run') },
+    (e: Error) => o.log.error({ err: e.message }, 'could not release stale download holds'))
   const app = createApp({ services, zfs, log: o.log })
   return {
     app, services, scope, zfs, fetches,

@@ -10,7 +10,7 @@ import { snapshotDownload } from './snapshot-download.js'
 export function createApp(d: { services: Services; zfs: Zfs; log: Logger }): Koa {
   const app = new Koa()
   app.use(rpcRoute(methodTable(d.services), { log: (obj, msg) => d.log.error(obj, msg) }))
-  app.use(snapshotDownload({ snapshots: d.services.snapshots, zfs: d.zfs, log: d.log }))
+  app.use(snapshotDownload({ downloads: d.services.downloads, log: d.log }))
   app.on('error', (err: Error) => d.log.error({ err: err.message }, 'http error'))
   return app
 }

@@ -1,6 +1,9 @@
 /**
  * /snapshots/download: stream `zfs send` of a snapshot to the client.
- *  - POST with the agent's JSON SnapshotRequest body, or GET ?id=…&recursive=1 for curl;
+ *  - POST with the agent's JSON SnapshotRequest body (plus our fields), or
+ *    GET ?id=…&recursive=1&from=…&intermediates=1&token=…&compressed=1&raw=1 for curl;
+ *  - the snapshot is held while it streams (services/downloads.ts);
+ *  - X-Estimated-Size carries `zfs send -nP`'s estimate (a hint, not Content-Length);
  *  - errors before the first byte get a real status and a plain-text body;
  *  - the 200 is only sent once zfs has produced bytes, and the response only
  *    ends cleanly once zfs has exited 0: a failure after that destroys the
@@ -15,15 +18,14 @@ import { InvalidParamsError } from '../errors.js'
 import { wireError } from '../rpc/error-codes.js'
 import { decodeParams } from '../rpc/decode.js'
 import { parseJson } from '../rpc/json.js'
-import { SNAPSHOT_REQUEST } from '../rpc/methods.js'
-import type { Zfs } from '../zfs/index.js'
+import { DOWNLOAD_REQUEST } from '../rpc/methods.js'
 import type { Logger } from '../log.js'
-import type { createSnapshotService, SnapshotRequest } from '../services/snapshots.js'
+import type { createDownloadService, DownloadRequest } from '../services/downloads.js'
 
 export const DOWNLOAD_PATH = '/snapshots/download'
 const MAX_BODY = 64 * 1024
 
-type Snapshots = Pick<ReturnType<typeof createSnapshotService>, 'getSnapshot'>
+type Downloads = Pick<ReturnType<typeof createDownloadService>, 'open'>
 
 async function readBody(req: IncomingMessage): Promise<string> {
   let size = 0
@@ -36,14 +38,23 @@ async function readBody(req: IncomingMessage): Promise<string> {
   return Buffer.concat(chunks).toString('utf8')
 }
 
-async function requestOf(ctx: Koa.Context): Promise<SnapshotRequest> {
+async function requestOf(ctx: Koa.Context): Promise<DownloadRequest> {
   if (ctx.method === 'GET' || ctx.method === 'HEAD') {
     const q = ctx.query
-    const flag = (v: unknown) => v === '1' || v === 'true'
-    return { id: typeof q.id === 'string' ? q.id : '', dest: '', recursive: flag(q.recursive), destroyMoreRecent: false }
+    const one = (k: string) => { const v = q[k]; if (Array.isArray(v)) throw new InvalidParamsError(`${k} given twice`); return v ?? '' }
+    const flag = (k: string) => {
+      const v = one(k)
+      if (v === '' || v === '0' || v === 'false') return false
+      if (v === '1' || v === 'true') return true
+      throw new InvalidParamsError(`${k}: expected 1/true or 0/false, got ${JSON.stringify(v)}`)
+    }
+    return {
+      id: one('id'), from: one('from'), token: one('token'),
+      recursive: flag('recursive'), intermediates: flag('intermediates'), compressed: flag('compressed'), raw: flag('raw'),
+    }
   }
   const value = parseJson(await readBody(ctx.req))
-  return decodeParams(value, SNAPSHOT_REQUEST) as unknown as SnapshotRequest
+  return decodeParams(value, DOWNLOAD_REQUEST) as unknown as DownloadRequest
 }
 
 function sendText(res: ServerResponse, status: number, text: string): void {
@@ -63,39 +74,41 @@ function firstChunk(out: Readable): Promise<Buffer | null> {
   })
 }
 
-export function snapshotDownload(d: { snapshots: Snapshots; zfs: Zfs; log: Logger }): Koa.Middleware {
+export function snapshotDownload(d: { downloads: Downloads; log: Logger }): Koa.Middleware {
   return async (ctx, next) => {
     if (ctx.path !== DOWNLOAD_PATH) return next()
     ctx.respond = false // we drive the raw response: Koa must not end it for us
     const { req, res } = ctx
     let clientGone = false
     res.on('close', () => { if (!res.writableFinished) clientGone = true })
+    let release: (() => Promise<void>) | undefined
     try {
-      const p = await requestOf(ctx)
-      const snap = await d.snapshots.getSnapshot(p.id)
-      const child = d.zfs.send(snap.name, { replicate: p.recursive })
-      const kill = () => child.kill()
-      res.on('close', () => { if (!res.writableFinished) kill() })
-      if (clientGone) kill()
-      const out = child.stdout!
+      const lease = await d.downloads.open(await requestOf(ctx))
+      release = lease.release
+      // Client gone: kill zfs send and drop the hold, whatever stage we are in.
+      res.on('close', () => { if (!res.writableFinished) void lease.release() })
+      if (clientGone) throw new Error('client went away')
+      const out = lease.child.stdout!
       const head = await firstChunk(out)
       if (head === null) {
-        await child.done // no byte and no error would be an empty stream: say so below
-        throw new Error(`zfs send ${snap.name} produced no data`)
+        await lease.child.done // no byte and no error would be an empty stream: say so below
+        throw new Error(`zfs send ${lease.snapshot} produced no data`)
       }
       res.writeHead(200, {
         'Content-Type': 'application/octet-stream',
-        'Content-Disposition': `attachment; filename="${snap.name.replace(/[/@]/g, '_')}.zfs"`,
-        'X-Snapshot': snap.name,
+        'Content-Disposition': `attachment; filename="${lease.snapshot.replace(/[/@]/g, '_')}.zfs"`,
+        'X-Snapshot': lease.snapshot,
+        'X-Send-Kind': lease.kind,
+        ...(lease.estimate === undefined ? {} : { 'X-Estimated-Size': String(lease.estimate) }),
       })
       res.write(head)
       // end:false: stdout's EOF is not success; zfs's exit status is.
       out.pipe(res, { end: false })
       try {
-        await child.done
+        await lease.child.done
         res.end()
       } catch (e) {
-        if (!clientGone) d.log.error({ snapshot: snap.name, err: (e as Error).message }, 'zfs send failed mid-stream; cutting the response')
+        if (!clientGone) d.log.error({ snapshot: lease.snapshot, err: (e as Error).message }, 'zfs send failed mid-stream; cutting the response')
         res.destroy(e as Error)
       }
     } catch (e) {
@@ -104,6 +117,8 @@ export function snapshotDownload(d: { snapshots: Snapshots; zfs: Zfs; log: Logge
       const w = wireError(e, '1.0') // operators read these: zfs's own words, as the original
       if (w.httpStatus >= 500) d.log.error({ err: (e as Error).message, path: req.url }, 'download failed')
       sendText(res, w.httpStatus, w.message)
+    } finally {
+      await release?.()
     }
   }
 }

@@ -12,6 +12,10 @@ import type { GuestRequest } from '../services/disks.js'
 
 export const IMAGE_REQUEST: StructSpec = { id: str, type: str, dest: str, source: str }
 export const SNAPSHOT_REQUEST: StructSpec = { id: str, dest: str, recursive: bool, destroyMoreRecent: bool }
+/** The download route's body: the agent's SnapshotRequest plus our replication fields. */
+export const DOWNLOAD_REQUEST: StructSpec = {
+  ...SNAPSHOT_REQUEST, from: str, intermediates: bool, token: str, compressed: bool, raw: bool,
+}
 export const VOLUME_REQUEST: StructSpec = { id: str, size: uint64 }
 export const DISK: StructSpec = { bus: str, device: str, size: uint64, volume: str, image: str, source: str }
 export const NIC: StructSpec = {

@@ -142,10 +142,13 @@ export function sendEstimate(snap: string, o: SendOptions = {}): Argv {
 
 const TOKEN = /^[0-9a-f]+-[0-9a-f]+-[0-9a-f]+-[0-9a-f]+$/i
 
-/** Resume an interrupted send from the receiver's receive_resume_token. */
-export function sendResume(token: string, o: { estimate?: boolean } = {}): Argv {
-  if (!TOKEN.test(token)) throw new InvalidDatasetNameError('malformed receive_resume_token')
-  return ['send', ...(o.estimate ? ['-n', '-P'] : []), '-t', token]
+/**
+ * Resume an interrupted send from the receiver's receive_resume_token. With
+ * `describe`, a dry run that also prints the token's contents (toname, ...).
+ */
+export function sendResume(token: string, o: { estimate?: boolean; describe?: boolean } = {}): Argv {
+  if (!TOKEN.test(token) || token.length > 4096) throw new InvalidDatasetNameError('malformed receive_resume_token')
+  return ['send', ...(o.describe ? ['-n', '-v', '-P'] : o.estimate ? ['-n', '-P'] : []), '-t', token]
 }
 
 export function receive(name: string, o: ReceiveOptions = {}): Argv {
@@ -163,16 +166,17 @@ function assertTag(tag: string): void {
   if (!TAG.test(tag)) throw new InvalidDatasetNameError(`invalid hold tag ${JSON.stringify(tag)}`)
 }
 
-export function hold(tag: string, snap: string): Argv {
+/** -r: also the same-named snapshots of descendants. */
+export function hold(tag: string, snap: string, o: { recursive?: boolean } = {}): Argv {
   assertTag(tag)
   assertSnapshotName(snap)
-  return ['hold', tag, snap]
+  return ['hold', ...flag(o.recursive, '-r'), tag, snap]
 }
 
-export function release(tag: string, snap: string): Argv {
+export function release(tag: string, snap: string, o: { recursive?: boolean } = {}): Argv {
   assertTag(tag)
   assertSnapshotName(snap)
-  return ['release', tag, snap]
+  return ['release', ...flag(o.recursive, '-r'), tag, snap]
 }
 
 export function holds(snaps: readonly string[], o: { recursive?: boolean } = {}): Argv {

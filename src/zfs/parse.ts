@@ -100,3 +100,14 @@ export function parseVersion(stdout: string): { userland: string; kernel: string
   const kmod = lines.find((l) => l.startsWith('zfs-kmod-'))
   return { userland: user.slice(4), kernel: kmod?.slice(9) }
 }
+
+/**
+ * `zfs send -n -v -P -t TOKEN`: "resume token contents:" then an nvlist dump
+ * (`\ttoname = pool/fs@snap`, ...) and the usual size lines.
+ */
+export function parseResumeToken(stdout: string): { toname: string; fromguid: string | undefined; size: number } {
+  const field = (k: string) => new RegExp(`^\\s*${k} = (.+)$`, 'm').exec(stdout)?.[1]?.trim()
+  const toname = field('toname')
+  if (!toname) throw new ZfsParseError(`zfs send -nvP -t: no toname in ${JSON.stringify(stdout.slice(0, 300))}`)
+  return { toname, fromguid: field('fromguid'), size: parseSendEstimate(stdout) }
+}

@@ -1,10 +1,9 @@
 import t from 'tap'
-import { spawnSync, execFile } from 'node:child_process'
-import { promisify } from 'node:util'
+import { spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { openSync, writeSync, closeSync, readFileSync } from 'node:fs'
 import { request } from 'node:http'
-import { haveZfs, sh, settle } from '../helpers/zpool.js'
+import { bash, haveZfs, sh, settle, sha256Of, volumeWithSnapshot } from '../helpers/zpool.js'
 import { startAgent, type Dialect } from '../helpers/agent.js'
 
 if (!haveZfs) { t.comment('real ZFS only: run inside the VM (npm test does)'); process.exit(0) }
@@ -13,16 +12,7 @@ const snapNames = (root: string) => {
   const out = sh('zfs', ['list', '-H', '-o', 'name', '-t', 'snapshot', '-r', root]).trim()
   return out ? out.split('\n') : []
 }
-// Async: the agent under test serves from this very process, so a sync spawn would deadlock.
-const bash = async (script: string) => {
-  try {
-    await promisify(execFile)('bash', ['-o', 'pipefail', '-c', script])
-    return { status: 0, stderr: '' }
-  } catch (e) {
-    return { status: (e as { code?: number }).code ?? 1, stderr: String((e as { stderr?: string }).stderr) }
-  }
-}
-const sha = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex')
+const sha = sha256Of
 
 for (const dialect of ['v1', 'v2'] as Dialect[]) {
   t.test(`snapshot methods (${dialect})`, async (t) => {
@@ -71,7 +61,7 @@ for (const dialect of ['v1', 'v2'] as Dialect[]) {
       const write = () => { const fd = openSync(dev, 'r+'); writeSync(fd, randomBytes(1 << 20)); closeSync(fd) }
       write()
       await call('CreateSnapshot', { id: P, dest: 'v1', recursive: true })
-      const atV1 = sha(dev)
+      const atV1 = await sha(dev)
       write()
       await call('CreateSnapshot', { id: P, dest: 'v2', recursive: true })
       write()
@@ -79,7 +69,7 @@ for (const dialect of ['v1', 'v2'] as Dialect[]) {
       t.equal((await call('RollbackSnapshot', { id: P })).error, 'not a snapshot')
       const refused = await call('RollbackSnapshot', { id: `${P}@v1`, recursive: true })
       t.match(refused.error, /more recent snapshots exist.*use destroyMoreRecent/)
-      t.not(sha(dev), atV1, 'nothing changed when refused')
+      t.not(await sha(dev), atV1, 'nothing changed when refused')
       sh('zfs', ['clone', `${vol}@v2`, `${a.pool}/guests/cl`])
       const cloned = await call('RollbackSnapshot', { id: `${P}@v1`, recursive: true, destroyMoreRecent: true })
       t.match(cloned.error, /newer snapshots have clones/, 'refused: it would destroy a snapshot with clones')
@@ -88,7 +78,7 @@ for (const dialect of ['v1', 'v2'] as Dialect[]) {
       const ok = await call('RollbackSnapshot', { id: `${P}@v1`, recursive: true, destroyMoreRecent: true })
       t.equal(ok.result.snapshots.length, 3, 'P, C and the disk rolled back (recursive honoured)')
       settle()
-      t.equal(sha(dev), atV1, 'the disk holds its v1 bytes again')
+      t.equal(await sha(dev), atV1, 'the disk holds its v1 bytes again')
       t.notOk(snapNames(`${a.pool}/${P}`).some((s) => s.endsWith('@v2')), 'newer snapshots destroyed')
       const latest = await call('RollbackSnapshot', { id: `${P}@v1` })
       t.same(latest.result.snapshots.map((s: { id: string }) => s.id), [`${a.pool}/${P}@v1`], 'rolling back to the latest needs nothing')
@@ -139,7 +129,7 @@ t.test('/snapshots/download', async (t) => {
     const r = await bash(`curl -sfS -X POST -H 'Content-Type: application/json' -d '{"id":"guests/g1/disk-0@snap-1"}' ${a.url}/snapshots/download | zfs receive ${a.pool}/guests/copy`)
     t.equal(r.status, 0, r.stderr)
     settle()
-    t.equal(sha(`/dev/zvol/${a.pool}/guests/copy`), sha(`/dev/zvol/${vol}`), 'received volume is identical')
+    t.equal(await sha(`/dev/zvol/${a.pool}/guests/copy`), await sha(`/dev/zvol/${vol}`), 'received volume is identical')
     const g = await bash(`curl -sfS '${a.url}/snapshots/download?id=guests/g1@snap-1&recursive=1' | zfs receive ${a.pool}/guests/g1copy`)
     t.equal(g.status, 0, g.stderr)
     t.ok(snapNames(`${a.pool}/guests/g1copy`).includes(`${a.pool}/guests/g1copy/disk-0@snap-1`), 'recursive: the disks came along (-R)')
@@ -147,10 +137,7 @@ t.test('/snapshots/download', async (t) => {
 
   await t.test('a zfs send that dies mid-stream makes curl fail, not succeed short', async (t) => {
     const big = `${a.pool}/guests/big2`
-    sh('zfs', ['create', '-s', '-V', '128M', big])
-    settle()
-    const bfd = openSync(`/dev/zvol/${big}`, 'r+'); writeSync(bfd, randomBytes(96 << 20)); closeSync(bfd)
-    sh('zfs', ['snapshot', `${big}@s`])
+    volumeWithSnapshot(big, { sizeMiB: 128, fillMiB: 96 })
     // curl with a slow reader so zfs send is still running when we kill it.
     const curl = bash(`curl -sS --limit-rate 2M '${a.url}/snapshots/download?id=guests/big2@s' | cat > /dev/null`)
     let killed = false
@@ -167,10 +154,7 @@ t.test('/snapshots/download', async (t) => {
 
   await t.test('a client that goes away kills zfs send', async (t) => {
     const big = `${a.pool}/guests/big`
-    sh('zfs', ['create', '-s', '-V', '128M', big])
-    settle()
-    const bfd = openSync(`/dev/zvol/${big}`, 'r+'); writeSync(bfd, randomBytes(96 << 20)); closeSync(bfd)
-    sh('zfs', ['snapshot', `${big}@s`])
+    volumeWithSnapshot(big, { sizeMiB: 128, fillMiB: 96 })
     await new Promise<void>((resolve, reject) => {
       const req = request(`${a.url}/snapshots/download?id=guests/big@s`, (res) => {
         t.equal(res.statusCode, 200)

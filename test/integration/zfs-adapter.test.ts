@@ -40,6 +40,20 @@ async function sendInto(child: ReturnType<typeof zfs.send>, dest: string, o: { r
   return bytes
 }
 
+/** The first `limit` bytes of a send, then the send is killed: an interrupted transfer. */
+function cutAfter(child: ReturnType<typeof zfs.send>, limit: number): PassThrough {
+  const out = new PassThrough()
+  let seen = 0
+  child.stdout!.on('data', (c: Buffer) => {
+    if (seen >= limit) return
+    const part = c.subarray(0, limit - seen)
+    seen += part.length
+    out.write(part)
+    if (seen >= limit) { out.end(); child.kill() }
+  })
+  return out
+}
+
 t.test('adapter against a real pool', async (t) => {
   const { name: pool } = createFilePool(t)
 
@@ -133,17 +147,7 @@ t.test('adapter against a real pool', async (t) => {
 
   await t.test('resumable receive: cut, token, resume', async (t) => {
     const full = zfs.send(`${vol}@s2`)
-    const cut = new PassThrough()
-    let seen = 0
-    const limit = 2 * MiB
-    full.stdout!.on('data', (c: Buffer) => {
-      if (seen >= limit) return
-      const part = c.subarray(0, limit - seen)
-      seen += part.length
-      cut.write(part)
-      if (seen >= limit) { cut.end(); full.kill() }
-    })
-    await t.rejects(zfs.receive(`${pool}/images/partial`, cut, { resumable: true }), InvalidStreamError)
+    await t.rejects(zfs.receive(`${pool}/images/partial`, cutAfter(full, 2 * MiB), { resumable: true }), InvalidStreamError)
     await full.done.catch(() => {})
     const partial = await zfs.getDataset(`${pool}/images/partial`)
     t.ok(partial.receiveResumeToken, 'a resume token is kept')
@@ -155,16 +159,7 @@ t.test('adapter against a real pool', async (t) => {
     t.equal((await zfs.getDataset(`${pool}/images/partial`)).receiveResumeToken, undefined)
 
     const cut2 = zfs.send(`${vol}@s2`)
-    const head = new PassThrough()
-    let seen2 = 0
-    cut2.stdout!.on('data', (c: Buffer) => {
-      if (seen2 >= limit) return
-      const part = c.subarray(0, limit - seen2)
-      seen2 += part.length
-      head.write(part)
-      if (seen2 >= limit) { head.end(); cut2.kill() }
-    })
-    await t.rejects(zfs.receive(`${pool}/images/aborted`, head, { resumable: true }), InvalidStreamError)
+    await t.rejects(zfs.receive(`${pool}/images/aborted`, cutAfter(cut2, 2 * MiB), { resumable: true }), InvalidStreamError)
     await cut2.done.catch(() => {})
     t.ok((await zfs.getDataset(`${pool}/images/aborted`)).receiveResumeToken, 'partial state kept')
     await zfs.receiveAbort(`${pool}/images/aborted`)

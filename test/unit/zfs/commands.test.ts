@@ -63,6 +63,9 @@ t.test('holds', async (t) => {
   t.same(cmd.release('mistify-send', 'tank/x@s'), ['release', 'mistify-send', 'tank/x@s'])
   t.same(cmd.holds(['tank/x@s'], { recursive: true }), ['holds', '-H', '-r', 'tank/x@s'])
   t.throws(() => cmd.hold('-r', 'tank/x@s'), InvalidDatasetNameError)
+  t.same(cmd.hold('t', 'tank/x@s', { recursive: true }), ['hold', '-r', 't', 'tank/x@s'])
+  t.same(cmd.release('t', 'tank/x@s', { recursive: true }), ['release', '-r', 't', 'tank/x@s'])
+  t.same(cmd.sendResume('1-abc-d0-789c', { describe: true }), ['send', '-n', '-v', '-P', '-t', '1-abc-d0-789c'])
 })
 
 t.test('nothing unchecked reaches argv', async (t) => {

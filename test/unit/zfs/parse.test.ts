@@ -68,6 +68,12 @@ for (const v of zfsVersions) {
   })
 }
 
+t.test('resume token contents (as zfs 2.1.11 printed them in the VM)', async (t) => {
+  const out = 'resume token contents:\nnvlist version: 0\n\tobject = 0x1\n\toffset = 0x2be000\n\tbytes = 0x2daf70\n\ttoguid = 0xc6e9c113b057c99b\n\ttoname = p/v@s\nfull\tp/v@s\t14251568\nsize\t14251568\n'
+  t.same(parse.parseResumeToken(out), { toname: 'p/v@s', fromguid: undefined, size: 14251568 })
+  t.throws(() => parse.parseResumeToken('nvlist version: 0\nsize\t1\n'), ZfsParseError)
+})
+
 t.test('shape drift fails loudly', async (t) => {
   const row = (o: Record<number, string>) => ['tank', 'filesystem', '-', '1', '2', '3', '-', '4', '0', '5', '7', '6', '-', '-'].map((c, i) => o[i] ?? c).join('\t') + '\n'
   t.equal(parse.parseDatasets(row({}))[0]?.createtxg, 7, 'the row helper makes a valid row')
