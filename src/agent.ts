@@ -6,13 +6,14 @@
 import { mkdirSync } from 'node:fs'
 import type Koa from 'koa'
 import type { Config } from './config.js'
-import { createZfs, createZfsRunner, DatasetNotFoundError, type Zfs } from './zfs/index.js'
+import { createZfs, createZfsRunner, DatasetNotFoundError, type Dataset, type Zfs } from './zfs/index.js'
 import { openDb, type Db } from './store/db.js'
 import { createScope, type Scope } from './services/scope.js'
 import { imageRecords } from './services/image-records.js'
 import { createServices, type Services } from './services/index.js'
 import { createFetchQueue, type FetchQueue } from './fetch/queue.js'
-import { INCOMING_PREFIX } from './fetch/import-image.js'
+import { INCOMING_PREFIX, PROP_IMAGE, PROP_SHA256 } from './fetch/import-image.js'
+import { toMiB } from './services/shapes.js'
 import { createApp } from './http/app.js'
 import type { Logger } from './log.js'
 
@@ -29,14 +30,35 @@ export class StartupError extends Error {
   override name = 'StartupError'
 }
 
+/**
+ * A verified import renamed into place whose record was never written (a
+ * crash between the two): the marks import-image.ts sets before the rename
+ * say it is ours and whole, so its record is written now.
+ */
+async function adopt(zfs: Zfs, ds: Dataset, id: string, records: ReturnType<typeof imageRecords>, log: Logger): Promise<void> {
+  const props = (await zfs.getProps([ds.name], [PROP_IMAGE, PROP_SHA256])).get(ds.name)
+  if (props?.get(PROP_IMAGE) !== id) return // not an import of ours (e.g. a CloneImage dest)
+  const snaps = await zfs.listDatasets({ types: ['snapshot'], roots: [ds.name], depth: 1 })
+  if (snaps.length !== 1) return
+  const sha256 = props.get(PROP_SHA256)
+  await records.put(id, {
+    id, type: '', volume: ds.name, snapshot: snaps[0]!.name, size: toMiB(ds.volsize), status: 'complete', ...(sha256 ? { sha256 } : {}),
+  })
+  log.warn({ image: id }, 'adopted an image imported just before a crash')
+}
+
 /** Remove what a crash can leave behind, and records whose dataset is gone. */
 async function reconcile(zfs: Zfs, scope: Scope, db: Db, log: Logger): Promise<void> {
   const records = imageRecords(db)
   const children = await zfs.listDatasets({ types: ['volume', 'filesystem'], roots: [scope.images], depth: 1 })
+  const known = new Set((await records.values()).map((r) => r.volume))
   for (const ds of children) {
-    if (ds.name.slice(scope.images.length + 1).startsWith(INCOMING_PREFIX)) {
+    const child = ds.name.slice(scope.images.length + 1)
+    if (child.startsWith(INCOMING_PREFIX)) {
       log.warn({ dataset: ds.name }, 'removing an interrupted import')
       await zfs.destroy(ds.name, { recursive: true })
+    } else if (ds.type === 'volume' && !known.has(ds.name)) {
+      await adopt(zfs, ds, child, records, log)
     }
   }
   for (const r of await records.values()) {

@@ -5,23 +5,34 @@
  */
 import http from 'node:http'
 import https from 'node:https'
-import { PassThrough, type Readable } from 'node:stream'
+import { PassThrough, Readable } from 'node:stream'
 import { UpstreamError } from '../errors.js'
 
 export interface Source {
   readonly body: Readable
-  /** From Content-Length, when given. */
+  /** From Content-Length (of the whole body, also for a 206), when given. */
   readonly size: number | undefined
   /** From X-Image-Sha256, when the image service sends it. */
   readonly sha256: string | undefined
+  readonly etag: string | undefined
+  readonly acceptRanges: boolean
 }
 
-export function openSource(url: string, o: { signal?: AbortSignal; idleTimeoutMs: number; redirects?: number }): Promise<Source> {
+export interface OpenOptions {
+  signal?: AbortSignal | undefined
+  idleTimeoutMs: number
+  redirects?: number
+  /** Ask for the body from this byte on (a 206 is then required). */
+  rangeStart?: number
+}
+
+export function openSource(url: string, o: OpenOptions): Promise<Source> {
   return new Promise((resolve, reject) => {
     const u = new URL(url)
     const get = u.protocol === 'https:' ? https.get : http.get
     let response: http.IncomingMessage | undefined
-    const req = get(u, { ...(o.signal ? { signal: o.signal } : {}), timeout: o.idleTimeoutMs }, (res) => {
+    const headers = o.rangeStart ? { Range: `bytes=${o.rangeStart}-` } : {}
+    const req = get(u, { ...(o.signal ? { signal: o.signal } : {}), timeout: o.idleTimeoutMs, headers }, (res) => {
       response = res
       const status = res.statusCode ?? 0
       const location = res.headers.location
@@ -30,15 +41,32 @@ export function openSource(url: string, o: { signal?: AbortSignal; idleTimeoutMs
         openSource(new URL(location, u).toString(), { ...o, redirects: (o.redirects ?? 5) - 1 }).then(resolve, reject)
         return
       }
-      if (status !== 200) {
+      const want = o.rangeStart ? 206 : 200
+      if (status !== want) {
         res.resume()
-        reject(new UpstreamError(`unexpected http response code: expected 200, received ${status}, url: ${url}`))
+        reject(new UpstreamError(`unexpected http response code: expected ${want}, received ${status}, url: ${url}`))
         return
       }
+      let size = Number(res.headers['content-length'])
+      if (o.rangeStart) {
+        const m = /^bytes (\d+)-\d+\/(\d+)$/.exec(String(res.headers['content-range'] ?? ''))
+        if (!m || Number(m[1]) !== o.rangeStart) {
+          res.resume()
+          reject(new UpstreamError(`image source ${url}: bad Content-Range ${JSON.stringify(res.headers['content-range'])} for bytes ${o.rangeStart}-`))
+          return
+        }
+        size = Number(m[2])
+      }
       // The socket's idle timeout keeps applying while the body streams.
-      const len = Number(res.headers['content-length'])
       const sha = res.headers['x-image-sha256']
-      resolve({ body: upstreamBody(res, url), size: Number.isSafeInteger(len) ? len : undefined, sha256: typeof sha === 'string' ? sha.toLowerCase() : undefined })
+      const etag = res.headers.etag
+      resolve({
+        body: upstreamBody(res, url),
+        size: Number.isSafeInteger(size) ? size : undefined,
+        sha256: typeof sha === 'string' ? sha.toLowerCase() : undefined,
+        etag: typeof etag === 'string' ? etag : undefined,
+        acceptRanges: res.headers['accept-ranges'] === 'bytes',
+      })
     })
     req.on('timeout', () => {
       const e = new UpstreamError(`image source stalled for ${o.idleTimeoutMs} ms: ${url}`)
@@ -64,4 +92,59 @@ function upstreamBody(res: http.IncomingMessage, url: string): Readable {
   res.on('close', () => { if (!res.complete && !out.destroyed) fail('connection closed early') })
   res.pipe(out)
   return out
+}
+
+export interface ResumableSource extends Source {
+  /** How often a dropped connection was picked up again with a Range request. */
+  resumes(): number
+  /** Bytes delivered so far (each byte once, however many connections). */
+  delivered(): number
+}
+
+/**
+ * A source whose body survives dropped connections: when the body fails part
+ * way, it is asked for again from the first missing byte (Range), up to
+ * `maxResumes` times, and the bytes continue as one stream. The consumer (a
+ * running `zfs receive`) never notices; nothing is fetched twice or spooled.
+ * A server that cannot resume, or whose image changed (ETag), fails the fetch.
+ */
+export async function openResumableSource(url: string, o: OpenOptions & { maxResumes?: number; backoffMs?: number }): Promise<ResumableSource> {
+  const first = await openSource(url, o)
+  const maxResumes = o.maxResumes ?? 5
+  let offset = 0
+  let resumes = 0
+  async function* bytes(): AsyncGenerator<Buffer> {
+    let cur: Source = first
+    for (;;) {
+      try {
+        for await (const c of cur.body) { offset += (c as Buffer).length; yield c as Buffer }
+        if (first.size !== undefined && offset < first.size) throw new UpstreamError(`image source ${url}: body ended after ${offset} of ${first.size} bytes`)
+        return
+      } catch (e) {
+        const resumable = e instanceof UpstreamError && !o.signal?.aborted && first.size !== undefined && resumes < maxResumes
+        if (!resumable) throw e
+        let reopened: Source | undefined
+        let last: unknown
+        // A failed attempt to resume is one more try, not the end of the fetch.
+        while (!reopened && resumes < maxResumes && !o.signal?.aborted) {
+          resumes++
+          await new Promise((r) => setTimeout(r, Math.min((o.backoffMs ?? 200) * resumes, 5000)))
+          try {
+            reopened = await openSource(url, { ...o, rangeStart: offset })
+          } catch (again) {
+            last = again
+          }
+        }
+        if (!reopened) {
+          throw new UpstreamError(`${(e as Error).message}; resuming at byte ${offset} failed: ${(last as Error | undefined)?.message ?? 'aborted'}`, { cause: last })
+        }
+        cur = reopened
+        if (first.etag && cur.etag && cur.etag !== first.etag) {
+          cur.body.destroy()
+          throw new UpstreamError(`image source ${url}: the image changed while it was being fetched (ETag ${first.etag} → ${cur.etag})`)
+        }
+      }
+    }
+  }
+  return { ...first, body: Readable.from(bytes()), resumes: () => resumes, delivered: () => offset }
 }

@@ -12,6 +12,14 @@ import type { Zfs } from '../zfs/index.js'
 
 export const INCOMING_PREFIX = '_incoming-'
 
+/**
+ * User properties set on a verified import just before the rename. A dataset
+ * that carries them was verified by us: start-up adopts it even if the crash
+ * came before its record was written.
+ */
+export const PROP_IMAGE = 'mistify:image'
+export const PROP_SHA256 = 'mistify:sha256'
+
 export interface Imported {
   readonly volume: string
   readonly snapshot: string
@@ -50,7 +58,10 @@ export async function importImage(o: {
   id: string
   body: Readable
   signal?: AbortSignal
+  /** sha256 of the bytes as served (before any gunzip), when known. */
   expectedSha256?: string | undefined
+  /** Length of the body as served, when known. */
+  expectedBytes?: number | undefined
 }): Promise<Imported> {
   const { zfs } = o
   const temp = `${o.imagesRoot}/${INCOMING_PREFIX}${o.id}`
@@ -64,11 +75,16 @@ export async function importImage(o: {
     transform(chunk: Buffer, _enc, cb) { hash.update(chunk); bytes += chunk.length; cb(null, chunk) },
   })
   try {
-    const stream = await maybeGunzip(o.body)
+    // Hash and count the bytes as served: that is what the image service's checksum covers.
+    const served = pipeline(o.body, tap, new PassThrough(), () => {})
+    const stream = await maybeGunzip(served)
     // One pipeline so a source failure destroys everything down to zfs's stdin.
-    const feed = pipeline(stream, tap, new PassThrough(), () => {})
+    const feed = pipeline(stream, new PassThrough(), () => {})
     await zfs.receive(temp, feed, { noMount: true }, x)
     const sha256 = hash.digest('hex')
+    if (o.expectedBytes !== undefined && o.expectedBytes !== bytes) {
+      throw new UpstreamError(`image ${o.id}: expected ${o.expectedBytes} bytes, got ${bytes}`)
+    }
     if (o.expectedSha256 && o.expectedSha256 !== sha256) {
       throw new UpstreamError(`image ${o.id}: checksum mismatch (expected sha256 ${o.expectedSha256}, got ${sha256})`)
     }
@@ -77,7 +93,8 @@ export async function importImage(o: {
     const snaps = await zfs.listDatasets({ types: ['snapshot'], roots: [temp], depth: 1 }, x)
     if (snaps.length !== 1) throw new UpstreamError(`image ${o.id}: the stream must hold exactly one snapshot, it held ${snaps.length}`)
     const snapName = snaps[0]!.name.slice(temp.length + 1)
-    await zfs.rename(temp, final, {}, x)
+    await zfs.setProps(temp, { [PROP_IMAGE]: o.id, [PROP_SHA256]: sha256 }, x)
+    await zfs.rename(temp, final, {}, x) // the commit point
     return { volume: final, snapshot: `${final}@${snapName}`, volsize: dataset.volsize ?? 0, sha256, bytes }
   } catch (e) {
     await zfs.destroy(temp, { recursive: true }).catch(() => {})

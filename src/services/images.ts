@@ -1,6 +1,6 @@
 /** ListImages, GetImage, RequestImage, DeleteImage, CloneImage. */
 import { InvalidParamsError, NotFoundError } from '../errors.js'
-import { openSource } from '../fetch/http-source.js'
+import { openResumableSource } from '../fetch/http-source.js'
 import { importImage } from '../fetch/import-image.js'
 import { getExisting } from './lookup.js'
 import { imageWire, toMiB, volumeWire, type ImageRecord, type WireImage, type WireVolume } from './shapes.js'
@@ -21,8 +21,10 @@ export function createImageService(d: Deps) {
   async function fetchImage(id: string): Promise<ImageRecord> {
     const url = `${d.config.imageServer}/images/${encodeURIComponent(id)}/download`
     return fetches.run(id, async (signal) => {
-      const src = await openSource(url, { signal, idleTimeoutMs: d.config.fetchIdleTimeoutMs })
-      const got = await importImage({ zfs, imagesRoot: scope.images, id, body: src.body, signal, expectedSha256: undefined })
+      const src = await openResumableSource(url, { signal, idleTimeoutMs: d.config.fetchIdleTimeoutMs })
+      const got = await importImage({
+        zfs, imagesRoot: scope.images, id, body: src.body, signal, expectedSha256: src.sha256, expectedBytes: src.size,
+      })
       const rec: ImageRecord = {
         id, type: '', volume: got.volume, snapshot: got.snapshot, size: toMiB(got.volsize), status: 'complete',
         source: url, sha256: got.sha256,

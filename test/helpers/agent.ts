@@ -44,29 +44,37 @@ export function makeZvolStream(pool: string, o: { sizeMiB?: number; snapshots?: 
   return stream
 }
 
+type Route = Buffer | ((res: import('node:http').ServerResponse, req: import('node:http').IncomingMessage) => void)
+
 export interface ImageServer {
   readonly url: string
   /** Requests seen per path. */
   readonly hits: Map<string, number>
   /** path → body (or a handler) */
-  readonly routes: Map<string, Buffer | ((res: import('node:http').ServerResponse) => void)>
+  readonly routes: Map<string, Route>
+  /** Bytes of bodies sent per path. */
+  readonly sent: Map<string, number>
 }
 
 export async function startImageServer(t: T): Promise<ImageServer> {
   const hits = new Map<string, number>()
-  const routes = new Map<string, Buffer | ((res: import('node:http').ServerResponse) => void)>()
+  const routes = new Map<string, Route>()
+  const sent = new Map<string, number>()
   const server: Server = createServer((req, res) => {
     const path = req.url ?? ''
     hits.set(path, (hits.get(path) ?? 0) + 1)
     const r = routes.get(path)
     if (r === undefined) { res.writeHead(404); res.end('no such image\n'); return }
-    if (typeof r === 'function') { r(res); return }
+    if (typeof r === 'function') { r(res, req); return }
+    const count = (n: number) => sent.set(path, (sent.get(path) ?? 0) + n)
     // Dribble the body out slowly enough that concurrent requests overlap.
     res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': r.length })
     let off = 0
     const step = () => {
       if (off >= r.length) { res.end(); return }
-      res.write(r.subarray(off, off + 256 * 1024))
+      const piece = r.subarray(off, off + 256 * 1024)
+      count(piece.length)
+      res.write(piece)
       off += 256 * 1024
       setTimeout(step, 20)
     }
@@ -75,7 +83,7 @@ export async function startImageServer(t: T): Promise<ImageServer> {
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
   t.teardown(() => { server.closeAllConnections(); server.close() })
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, hits, routes }
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, hits, routes, sent }
 }
 
 export type Dialect = 'v1' | 'v2'

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { gzipSync } from 'node:zlib'
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { haveZfs, sh } from '../helpers/zpool.js'
 import { startAgent, makeZvolStream, IMAGE_ID, GZIP_ID, type Dialect } from '../helpers/agent.js'
 
@@ -59,10 +59,15 @@ for (const dialect of dialects) {
       const full = makeZvolStream(a.pool)
       a.images.routes.set('/images/cut/download', (res) => {
         res.writeHead(200, { 'Content-Length': full.length })
-        res.end(full.subarray(0, full.length >> 1))
-        res.socket?.destroy()
+        res.write(full.subarray(0, full.length >> 1), () => res.socket?.destroy())
       })
-      await check('cut', /^image source http:\/\/127\.0\.0\.1:\d+\/images\/cut\/download: (aborted|connection closed early) after \d+ bytes$/)
+      // This server cannot resume (no Range): the cut is final.
+      await check('cut', /^image source http:\/\/127\.0\.0\.1:\d+\/images\/cut\/download: (aborted|connection closed early) after \d+ bytes; resuming at byte \d+ failed: unexpected http response code: expected 206, received 200/)
+      a.images.routes.set('/images/badsum/download', (res) => {
+        res.writeHead(200, { 'Content-Length': full.length, 'X-Image-Sha256': 'ab'.repeat(32) })
+        res.end(full)
+      })
+      await check('badsum', /checksum mismatch \(expected sha256 abab/)
       a.images.routes.set('/images/stall/download', (res) => { res.writeHead(200); res.write(full.subarray(0, 1000)) })
       await check('stall', /stalled for 3000 ms/)
       a.images.routes.set('/images/e500/download', (res) => { res.writeHead(500); res.end('boom') })
@@ -70,6 +75,35 @@ for (const dialect of dialects) {
       // Fault gone: the same id now imports.
       a.images.routes.set('/images/cut/download', full)
       t.equal((await call('RequestImage', { id: 'cut' })).result?.images?.[0]?.status, 'complete', 'retry succeeds once the fault is gone')
+    })
+
+    await t.test('a dropped connection resumes with Range: nothing fetched twice', async (t) => {
+      const full = makeZvolStream(a.pool, { sizeMiB: 8 })
+      let served = 0
+      let cuts = 0
+      a.images.routes.set('/images/flaky/download', (res, req) => {
+        const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '')
+        const start = m ? Number(m[1]) : 0
+        const body = full.subarray(start)
+        res.writeHead(m ? 206 : 200, {
+          'Content-Length': body.length, 'Accept-Ranges': 'bytes', ETag: '"v1"',
+          ...(m ? { 'Content-Range': `bytes ${start}-${full.length - 1}/${full.length}` } : {}),
+        })
+        // Cut the first two connections a third of the way in.
+        const upto = cuts < 2 ? Math.min(body.length, Math.floor(full.length / 3)) : body.length
+        served += upto
+        if (cuts < 2) {
+          cuts++
+          res.write(body.subarray(0, upto), () => res.socket?.destroy()) // cut once the bytes are out
+        } else res.end(body)
+      })
+      const r = await call('RequestImage', { id: 'flaky' })
+      t.equal(r.result?.images?.[0]?.status, 'complete', r.error ?? 'imported')
+      t.equal(a.images.hits.get('/images/flaky/download'), 3, 'two resumes')
+      t.equal(cuts, 2)
+      t.ok(served <= full.length + 256 * 1024, `bytes served ${served} ≈ the stream's ${full.length}: the completed part was not fetched again`)
+      const sum = sh('zfs', ['get', '-H', '-o', 'value', 'mistify:sha256', `${a.pool}/images/flaky`]).trim()
+      t.equal(sum, createHash('sha256').update(full).digest('hex'), 'the sha256 of the resumed bytes is the whole stream\'s')
     })
 
     await t.test('ids that would escape are refused before anything runs', async (t) => {
@@ -82,7 +116,7 @@ for (const dialect of dialects) {
 
     await t.test('ListImages and GetImage', async (t) => {
       const list = (await call('ListImages', {})).result.images.map((i: { id: string }) => i.id).sort()
-      t.same(list, ['cut', GZIP_ID, IMAGE_ID, 'shared'].sort())
+      t.same(list, ['cut', 'flaky', GZIP_ID, IMAGE_ID, 'shared'].sort())
       const g = await call('GetImage', { ID: IMAGE_ID }) // keys match case-insensitively, like Go
       t.equal(g.result.images.length, 1)
       t.equal(g.result.images[0].id, IMAGE_ID)
@@ -135,4 +169,50 @@ t.test('restart reconciles ZFS with the records', async (t) => {
   t.teardown(() => again.close())
   t.same(zfsNames(`${a.pool}/images`), [`${a.pool}/images`], 'the temporary is gone')
   await t.rejects(again.services.images.getImage({ id: IMAGE_ID, type: '', dest: '', source: '' }), { message: 'not found' }, 'the record of the vanished image is gone')
+})
+
+t.test('a crash between rename and record: the verified import is adopted at start-up', async (t) => {
+  const a = await startAgent(t)
+  // What import-image leaves in that instant: the marked dataset in place, no record.
+  const stream = makeZvolStream(a.pool)
+  sh('zfs', ['receive', `${a.pool}/images/adoptme`], stream)
+  sh('zfs', ['set', 'mistify:image=adoptme', `mistify:sha256=${createHash('sha256').update(stream).digest('hex')}`, `${a.pool}/images/adoptme`])
+  // And an unmarked volume someone cloned into images/: not ours to adopt.
+  sh('zfs', ['receive', `${a.pool}/images/stranger`], makeZvolStream(a.pool))
+  await a.agent.close()
+  const { createAgent } = await import('../../src/agent.js')
+  const { DEFAULTS } = await import('../../src/config.js')
+  const { silentLogger } = await import('../../src/log.js')
+  const { join } = await import('node:path')
+  const again = await createAgent({ ...DEFAULTS, zpool: a.pool, metadataDir: join(t.testdir(), 'db'), imageServer: a.images.url }, { log: silentLogger })
+  t.teardown(() => again.close())
+  const got = await again.services.images.getImage({ id: 'adoptme', type: '', dest: '', source: '' })
+  t.match(got.images[0], { id: 'adoptme', status: 'complete', snapshot: `${a.pool}/images/adoptme@test`, size: 4 })
+  await t.rejects(again.services.images.getImage({ id: 'stranger', type: '', dest: '', source: '' }), { message: 'not found' })
+  const r = await again.services.images.requestImage({ id: 'adoptme', type: '', dest: '', source: '' })
+  t.equal(r.images[0]?.status, 'complete', 'a re-request is answered from the adopted record')
+})
+
+t.test('end to end: RequestImage pulls from our own image service', async (t) => {
+  const { startTestService } = await import('../helpers/image-service.js')
+  const svc = await startTestService(t)
+  const a = await startAgent(t)
+  const stream = makeZvolStream(a.pool)
+  const { gzipSync } = await import('node:zlib')
+  const put = await fetch(`${svc.native}/images`, { method: 'PUT', headers: { 'X-Image-Type': 'kvm', 'X-Image-Name': 'debian' }, body: gzipSync(stream) })
+  t.equal(put.status, 200)
+  const meta = await put.json() as { id: string; sha256: string; status: string }
+  t.equal(meta.status, 'complete')
+  const { createAgent } = await import('../../src/agent.js')
+  const { DEFAULTS } = await import('../../src/config.js')
+  const { silentLogger } = await import('../../src/log.js')
+  const { join } = await import('node:path')
+  await a.agent.close()
+  const agent = await createAgent({ ...DEFAULTS, zpool: a.pool, metadataDir: join(t.testdir(), 'db-svc'), imageServer: svc.native }, { log: silentLogger })
+  t.teardown(() => agent.close())
+  const r = await agent.services.images.requestImage({ id: meta.id, type: '', dest: '', source: '' })
+  t.match(r.images[0], { id: meta.id, status: 'complete', size: 4 })
+  t.equal(sh('zfs', ['get', '-H', '-o', 'value', 'mistify:sha256', `${a.pool}/images/${meta.id}`]).trim(), meta.sha256, 'the checksum the service published was checked')
+  const clone = await agent.services.images.cloneImage({ id: meta.id, dest: 'guests/e2e/disk-0', type: '', source: '' })
+  t.equal(clone.volumes[0]?.id, `${a.pool}/guests/e2e/disk-0`)
 })
