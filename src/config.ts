@@ -1,8 +1,10 @@
 /**
- * Agent configuration from flags, environment and defaults (in that order of
- * precedence), validated up front so a bad value stops start-up with a clear
- * message instead of failing on the first request.
+ * Agent configuration from flags, environment, an optional JSON config file
+ * and defaults (in that order of precedence), validated up front so a bad
+ * value stops start-up with a clear message instead of failing on the first
+ * request.
  */
+import { readFileSync } from 'node:fs'
 import { assertPoolName } from './zfs/names.js'
 
 export interface Config {
@@ -22,6 +24,10 @@ export interface Config {
   readonly fetchIdleTimeoutMs: number
   /** Limit for one zfs/zpool command that is not a stream. */
   readonly zfsTimeoutMs: number
+  /** When set, every route but /healthz needs `Authorization: Bearer <token>`. */
+  readonly token?: string
+  /** Listen on this unix socket instead of TCP (listen/port are then unused). */
+  readonly socket?: string
 }
 
 export class ConfigError extends Error {
@@ -51,7 +57,12 @@ const OPTIONS: ReadonlyArray<readonly [keyof Config, string, string | undefined,
   ['maxPending', '--max-pending', undefined, 'MISTIFY_MAX_PENDING'],
   ['fetchIdleTimeoutMs', '--fetch-timeout-ms', undefined, 'MISTIFY_FETCH_TIMEOUT_MS'],
   ['zfsTimeoutMs', '--zfs-timeout-ms', undefined, 'MISTIFY_ZFS_TIMEOUT_MS'],
+  ['token', '--token', undefined, 'MISTIFY_TOKEN'],
+  ['socket', '--socket', undefined, 'MISTIFY_SOCKET'],
 ]
+
+const CONFIG_FLAG = '--config'
+const CONFIG_ENV = 'MISTIFY_CONFIG'
 
 const NUMERIC = new Set<keyof Config>(['port', 'fetchers', 'maxPending', 'fetchIdleTimeoutMs', 'zfsTimeoutMs'])
 
@@ -65,19 +76,63 @@ export function normaliseImageServer(v: string): string {
   return u.toString().replace(/\/$/, '')
 }
 
-export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Config {
+/** Keys a config file may hold, and the JSON type each must have. */
+const FILE_KEYS: Readonly<Record<keyof Config, 'string' | 'integer'>> = {
+  zpool: 'string', listen: 'string', port: 'integer', imageServer: 'string', metadataDir: 'string',
+  fetchers: 'integer', maxPending: 'integer', fetchIdleTimeoutMs: 'integer', zfsTimeoutMs: 'integer',
+  token: 'string', socket: 'string',
+}
+
+/**
+ * A JSON config file: one object with Config's keys (camelCase, as in
+ * DEFAULTS). Unknown keys and values of the wrong type are refused, naming
+ * the file and the key.
+ */
+export function parseConfigFile(text: string, file = 'config file'): Partial<Config> {
+  let value: unknown
+  try { value = JSON.parse(text) } catch (e) { throw new ConfigError(`${file}: not valid JSON: ${(e as Error).message}`) }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(`${file}: expected a JSON object of settings`)
+  const out: Record<string, unknown> = {}
+  for (const [key, v] of Object.entries(value)) {
+    if (!Object.hasOwn(FILE_KEYS, key)) {
+      throw new ConfigError(`${file}: unknown key ${JSON.stringify(key)} (known: ${Object.keys(FILE_KEYS).join(', ')})`)
+    }
+    const want = FILE_KEYS[key as keyof Config]
+    if (want === 'integer' ? !(typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) : typeof v !== 'string') {
+      throw new ConfigError(`${file}: ${key}: expected ${want === 'integer' ? 'a whole number' : 'a string'}, got ${JSON.stringify(v)}`)
+    }
+    out[key] = v
+  }
+  return out as Partial<Config>
+}
+
+export function readConfigFile(path: string): Partial<Config> {
+  let text: string
+  try { text = readFileSync(path, 'utf8') } catch (e) { throw new ConfigError(`config file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
+  return parseConfigFile(text, `config file ${path}`)
+}
+
+const OPTION_NAMES = () => [CONFIG_FLAG, ...OPTIONS.map((o) => o[1])].join(' ')
+
+/**
+ * Flags > environment > config file (--config / MISTIFY_CONFIG) > defaults.
+ * `readFile` is for tests.
+ */
+export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv, readFile: (path: string) => Partial<Config> = readConfigFile): Config {
   const raw: Partial<Record<keyof Config, string>> = {}
+  let configFile = env[CONFIG_ENV] || undefined
   for (const [key, , , envName] of OPTIONS) if (env[envName] !== undefined && env[envName] !== '') raw[key] = env[envName]
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!
     const [flag, inline] = a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined]
     const opt = OPTIONS.find(([, long, short]) => flag === long || flag === short)
-    if (!opt) throw new ConfigError(`unknown option ${a} (options: ${OPTIONS.map((o) => o[1]).join(' ')})`)
+    if (!opt && flag !== CONFIG_FLAG) throw new ConfigError(`unknown option ${a} (options: ${OPTION_NAMES()})`)
     const value = inline ?? argv[++i]
     if (value === undefined) throw new ConfigError(`${flag} needs a value`)
-    raw[opt[0]] = value
+    if (opt) raw[opt[0]] = value
+    else configFile = value
   }
-  const out: Record<string, unknown> = { ...DEFAULTS }
+  const out: Record<string, unknown> = { ...DEFAULTS, ...(configFile ? readFile(configFile) : {}) }
   for (const [key, value] of Object.entries(raw) as Array<[keyof Config, string]>) {
     if (NUMERIC.has(key)) {
       const n = Number(value)
@@ -85,10 +140,13 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Co
       out[key] = n
     } else out[key] = value
   }
+  // An empty token or socket (e.g. "" in the file) means "not set".
+  for (const k of ['token', 'socket'] as const) if (out[k] === '') delete out[k]
   const c = out as unknown as Config
   try { assertPoolName(c.zpool) } catch (e) { throw new ConfigError(`zpool: ${(e as Error).message}`) }
   if (c.port > 65535) throw new ConfigError(`port: ${c.port} is not a TCP port`)
   if (c.fetchers < 1) throw new ConfigError('fetchers: at least 1')
   if (!c.metadataDir) throw new ConfigError('metadata-dir: empty')
+  if (c.token !== undefined && /\s/.test(c.token)) throw new ConfigError('token: must not contain whitespace')
   return { ...c, imageServer: normaliseImageServer(c.imageServer) }
 }

@@ -1,17 +1,38 @@
-/** The logger interface the agent writes to: JSON lines on stderr by default. */
+/**
+ * The logger interface the agent writes to, and its implementation: pino,
+ * one JSON object per line on stderr by default
+ * (`{"level":"info","time":"…","msg":"…",…}`). Anything under a `token` or
+ * `authorization` key is redacted, so a bearer token never reaches the log.
+ */
+import { pino, stdTimeFunctions, type DestinationStream } from 'pino'
+
 export interface Logger {
   info(obj: object, msg: string): void
   warn(obj: object, msg: string): void
   error(obj: object, msg: string): void
 }
 
-export function jsonLogger(stream: NodeJS.WritableStream = process.stderr, level: 'info' | 'warn' | 'error' = 'info'): Logger {
-  const order = { info: 0, warn: 1, error: 2 }
-  const write = (lvl: keyof typeof order) => (obj: object, msg: string) => {
-    if (order[lvl] < order[level]) return
-    stream.write(`${JSON.stringify({ time: new Date().toISOString(), level: lvl, msg, ...obj })}\n`)
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error'
+
+/** Paths pino blanks out wherever they appear at the top level or one level down. */
+export const REDACT_PATHS = [
+  'token', '*.token', 'authorization', '*.authorization', 'Authorization', '*.Authorization',
+  'headers.authorization', '*.headers.authorization', 'config.token',
+]
+
+export function jsonLogger(stream: NodeJS.WritableStream = process.stderr, level: LogLevel = 'info'): Logger {
+  const p = pino({
+    level,
+    base: { pid: process.pid },
+    timestamp: stdTimeFunctions.isoTime,
+    formatters: { level: (label) => ({ level: label }) },
+    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+  }, stream as DestinationStream)
+  return {
+    info: (obj, msg) => p.info(obj, msg),
+    warn: (obj, msg) => p.warn(obj, msg),
+    error: (obj, msg) => p.error(obj, msg),
   }
-  return { info: write('info'), warn: write('warn'), error: write('error') }
 }
 
 export const silentLogger: Logger = { info() {}, warn() {}, error() {} }

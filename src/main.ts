@@ -1,24 +1,42 @@
 #!/usr/bin/env node
-/** Process entry: config → agent → listen; SIGTERM/SIGINT close gracefully. */
+/**
+ * Process entry: config → preflight → agent → listen (TCP or unix socket);
+ * SIGTERM/SIGINT close gracefully.
+ */
+import http from 'node:http'
 import { parseConfig, ConfigError } from './config.js'
 import { createAgent, StartupError } from './agent.js'
+import { configureOps } from './http/app.js'
+import { createZfs, createZfsRunner } from './zfs/index.js'
 import { jsonLogger } from './log.js'
+import { preflight, PreflightError } from './ops/preflight.js'
+import { createMetrics } from './ops/metrics.js'
+import { instrumentRunner } from './ops/zfs-metrics.js'
+import { listen, ListenError } from './ops/listen.js'
 
 const log = jsonLogger()
 
 async function main(): Promise<void> {
   const config = parseConfig(process.argv.slice(2), process.env)
-  const agent = await createAgent(config, { log })
-  const server = agent.app.listen(config.port, config.listen)
-  await new Promise<void>((resolve, reject) => { server.once('listening', resolve); server.once('error', reject) })
-  log.info({ listen: config.listen, port: config.port, zpool: config.zpool, imageServer: config.imageServer }, 'mistify-agent-image listening')
+  preflight()
+  const metrics = createMetrics({ defaultMetrics: true })
+  const zfs = createZfs(instrumentRunner(createZfsRunner({ timeoutMs: config.zfsTimeoutMs }), metrics))
+  const agent = await createAgent(config, { log, zfs })
+  metrics.setFetchQueue(() => agent.fetches.size)
+  configureOps(agent.app, { token: config.token, metrics, pool: config.zpool })
+  const server = http.createServer(agent.app.callback())
+  await listen(server, config.socket !== undefined ? { socket: config.socket } : { port: config.port, host: config.listen })
+  log.info({
+    ...(config.socket !== undefined ? { socket: config.socket } : { listen: config.listen, port: config.port }),
+    zpool: config.zpool, imageServer: config.imageServer, auth: config.token !== undefined,
+  }, 'mistify-agent-image listening')
   let stopping = false
   const stop = (signal: string) => {
     if (stopping) return
     stopping = true
     log.info({ signal }, 'shutting down')
     // Stop accepting, answer waiting fetches with 'fetcher quit', then let open requests finish (5 s, as the original).
-    server.close()
+    server.close() // also removes a unix socket file
     const force = setTimeout(() => { server.closeAllConnections(); }, 5000)
     force.unref()
     agent.close().then(() => process.exit(0), (e: Error) => { log.error({ err: e.message }, 'close failed'); process.exit(1) })
@@ -29,6 +47,8 @@ async function main(): Promise<void> {
 
 main().catch((e: unknown) => {
   const msg = e instanceof Error ? e.message : String(e)
-  log.error({ err: msg }, e instanceof ConfigError || e instanceof StartupError ? 'cannot start' : 'crashed')
+  const known = e instanceof ConfigError || e instanceof StartupError || e instanceof PreflightError || e instanceof ListenError
+  log.error({ err: msg }, known ? 'cannot start' : 'crashed')
+  if (known) process.stderr.write(`mistify-agent-image: ${msg}\n`)
   process.exit(e instanceof ConfigError ? 2 : 1)
 })

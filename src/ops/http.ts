@@ -1,0 +1,136 @@
+/**
+ * The agent's operational HTTP middlewares: request ids, bearer-token access,
+ * /metrics, /healthz, counting download bytes, and the per-RPC wrapper that
+ * logs and measures every method call. src/http/app.ts mounts them.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks'
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto'
+import type Koa from 'koa'
+import type { MethodTable, RpcMethod } from '../rpc/method.js'
+import type { Pool } from '../zfs/types.js'
+import { outcomeOf, type Metrics } from './metrics.js'
+
+export const REQUEST_ID_HEADER = 'X-Request-Id'
+export const HEALTH_PATH = '/healthz'
+export const METRICS_PATH = '/metrics'
+
+/** The request being served, for code that has no ctx (RPC methods). */
+export const requestContext = new AsyncLocalStorage<{ readonly requestId: string }>()
+
+/** A client's id is kept when it is short and plain; otherwise we make one. */
+const CLIENT_ID = /^[A-Za-z0-9._:-]{1,128}$/
+
+export function requestId(): Koa.Middleware {
+  return async (ctx, next) => {
+    const given = ctx.get(REQUEST_ID_HEADER)
+    const id = CLIENT_ID.test(given) ? given : randomUUID()
+    ctx.state.requestId = id
+    ctx.set(REQUEST_ID_HEADER, id) // on res before any raw writeHead, so streamed responses carry it too
+    await requestContext.run({ requestId: id }, next)
+  }
+}
+
+const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest()
+
+/**
+ * Does an Authorization header carry `Bearer <token>`? Compares digests with
+ * timingSafeEqual, so the time taken says nothing about the token.
+ */
+export function checkBearer(header: string | undefined, token: string): boolean {
+  const m = /^Bearer[ ]+(\S+)\s*$/i.exec(header ?? '')
+  const given = m?.[1] ?? ''
+  // Always compare, even with nothing given, so a missing header costs the same.
+  return timingSafeEqual(digest(given), digest(token)) && m !== null
+}
+
+/** 401 for everything but /healthz unless the request has the token. `token()` is read per request. */
+export function bearerAuth(token: () => string | undefined): Koa.Middleware {
+  return async (ctx, next) => {
+    const t = token()
+    if (t === undefined || ctx.path === HEALTH_PATH || checkBearer(ctx.get('Authorization') || undefined, t)) return next()
+    ctx.status = 401
+    ctx.set('WWW-Authenticate', 'Bearer realm="mistify-agent-image"')
+    ctx.type = 'text/plain; charset=utf-8'
+    ctx.body = 'unauthorized: this agent needs Authorization: Bearer <token>\n'
+  }
+}
+
+export function metricsRoute(metrics: () => Metrics | undefined): Koa.Middleware {
+  return async (ctx, next) => {
+    if (ctx.path !== METRICS_PATH) return next()
+    const m = metrics()
+    if (!m || (ctx.method !== 'GET' && ctx.method !== 'HEAD')) return next()
+    ctx.body = await m.registry.metrics()
+    ctx.type = m.registry.contentType
+  }
+}
+
+export interface HealthSource { pools(name?: undefined, x?: { signal?: AbortSignal; timeoutMs?: number }): Promise<Pool[]> }
+
+/** GET /healthz: 200 when the pool is ONLINE, 503 (with what we saw) otherwise. */
+export function healthRoute(zfs: HealthSource, pool: () => string | undefined, timeoutMs = 10_000): Koa.Middleware {
+  return async (ctx, next) => {
+    if (ctx.path !== HEALTH_PATH || (ctx.method !== 'GET' && ctx.method !== 'HEAD')) return next()
+    const name = pool()
+    ctx.set('Cache-Control', 'no-store')
+    try {
+      const pools = await zfs.pools(undefined, { timeoutMs })
+      const found = name === undefined ? pools[0] : pools.find((p) => p.name === name)
+      const seen = { name: found?.name ?? name ?? '', health: found?.health ?? 'MISSING' }
+      const ok = found !== undefined && found.health === 'ONLINE'
+      ctx.status = ok ? 200 : 503
+      ctx.body = { status: ok ? 'ok' : 'unhealthy', pool: seen }
+    } catch (e) {
+      ctx.status = 503
+      ctx.body = { status: 'error', pool: { name: name ?? '', health: 'UNKNOWN' }, error: (e as Error).message }
+    }
+  }
+}
+
+/** Count body bytes written on `path`'s responses (the download route writes raw). */
+export function countResponseBytes(path: string, add: () => ((n: number) => void) | undefined): Koa.Middleware {
+  return async (ctx, next) => {
+    const count = ctx.path === path ? add() : undefined
+    if (count) {
+      const res = ctx.res
+      const write = res.write.bind(res) as (...a: unknown[]) => boolean
+      res.write = ((chunk: unknown, ...rest: unknown[]) => {
+        if (typeof chunk === 'string') count(Buffer.byteLength(chunk))
+        else if (chunk instanceof Uint8Array) count(chunk.byteLength)
+        return write(chunk, ...rest)
+      }) as typeof res.write
+    }
+    return next()
+  }
+}
+
+export interface RpcEvent {
+  readonly method: string
+  readonly durationMs: number
+  readonly outcome: string
+  readonly requestId: string | undefined
+}
+
+/** The same table, each method reporting its name, duration and outcome once per call. */
+export function observeMethods(table: MethodTable, report: (e: RpcEvent) => void): MethodTable {
+  const out = new Map<string, RpcMethod>()
+  for (const [name, m] of table) {
+    out.set(name, {
+      params: m.params,
+      async call(params, ctx) {
+        const start = process.hrtime.bigint()
+        let err: unknown
+        try {
+          return await m.call(params, ctx)
+        } catch (e) {
+          err = e ?? new Error('thrown undefined')
+          throw e
+        } finally {
+          const durationMs = Number(process.hrtime.bigint() - start) / 1e6
+          try { report({ method: name, durationMs, outcome: outcomeOf(err), requestId: requestContext.getStore()?.requestId }) } catch { /* never fail a call for its report */ }
+        }
+      },
+    })
+  }
+  return out
+}

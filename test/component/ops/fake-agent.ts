@@ -1,0 +1,108 @@
+/**
+ * The real Koa app (src/http/app.ts) over fake services and a fake zfs: no
+ * ZFS, no store. For the ops component tests and the CLI tests.
+ */
+import { Readable, Writable } from 'node:stream'
+import { once } from 'node:events'
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { createApp, type AppOps } from '../../../src/http/app.js'
+import { jsonLogger } from '../../../src/log.js'
+import { NotFoundError } from '../../../src/errors.js'
+import type { Services } from '../../../src/services/index.js'
+import type { Zfs } from '../../../src/zfs/index.js'
+
+export interface Teardown { teardown(fn: () => void | Promise<void>): void }
+
+export const IMAGE = { id: 'img1', type: 'kvm', volume: 'tank/images/img1', snapshot: 'tank/images/img1@base', size: 8, status: 'complete' }
+/** What /snapshots/download streams for any id. */
+export const STREAM = Buffer.alloc(300 * 1024, 7)
+
+export interface FakeAgent {
+  readonly url: string
+  readonly server: http.Server
+  readonly logs: string[]
+  readonly calls: Array<{ method: string; params: unknown }>
+  poolHealth: string
+  /** Make the next download fail after its first chunk. */
+  cutNextDownload: boolean
+}
+
+export function fakeServices(fa: Pick<FakeAgent, 'calls' | 'cutNextDownload'>): Services {
+  const rec = (method: string) => (p: unknown) => { fa.calls.push({ method, params: p }) }
+  const images = {
+    listImages: async () => { rec('ListImages')({}); return { images: [IMAGE] } },
+    getImage: async (p: { id: string }) => {
+      rec('GetImage')(p)
+      if (p.id !== IMAGE.id) throw new NotFoundError()
+      return { images: [IMAGE] }
+    },
+    requestImage: async (p: { id: string }) => { rec('RequestImage')(p); await new Promise((r) => setTimeout(r, 150)); return { images: [{ ...IMAGE, id: p.id }] } },
+    deleteImage: async (p: { id: string }) => { rec('DeleteImage')(p); return { images: [IMAGE] } },
+    cloneImage: async (p: { id: string; dest: string }) => { rec('CloneImage')(p); return { volumes: [{ id: `tank/${p.dest}`, size: 8, device: `/dev/zvol/tank/${p.dest}` }] } },
+  }
+  const snap = (m: string) => async (p: { id?: string; dest?: string }) => {
+    rec(m)(p)
+    return { snapshots: [{ id: `tank/${p.id ?? 'guests/g1'}@${p.dest ?? 's1'}`, size: 4096 }] }
+  }
+  const snapshots = {
+    listSnapshots: snap('ListSnapshots'), getSnapshotRpc: snap('GetSnapshot'), createSnapshot: snap('CreateSnapshot'),
+    deleteSnapshot: snap('DeleteSnapshot'), rollbackSnapshot: snap('RollbackSnapshot'),
+  }
+  const downloads = {
+    async open(req: { id: string; recursive: boolean }) {
+      fa.calls.push({ method: 'download', params: req })
+      if (!req.id.includes('@')) throw new NotFoundError()
+      const cut = fa.cutNextDownload
+      fa.cutNextDownload = false
+      let fail: (e: Error) => void = () => {}
+      let ok: () => void = () => {}
+      const done = new Promise<void>((res, rej) => { ok = res; fail = rej })
+      done.catch(() => {})
+      const chunks = cut ? [STREAM.subarray(0, 100 * 1024)] : [STREAM.subarray(0, 100 * 1024), STREAM.subarray(100 * 1024)]
+      // A pause before the end, so a cut happens after bytes reached the client.
+      const stdout = Readable.from((async function* () { for (const c of chunks) { yield c; await new Promise((r) => setTimeout(r, 50)) } })())
+      stdout.on('end', () => (cut ? fail(new Error('zfs send died')) : ok()))
+      return {
+        snapshot: `tank/${req.id}`, kind: 'full' as const, estimate: STREAM.length,
+        child: { pid: 1, stdin: null, stdout, done, kill() {} },
+        async release() {},
+      }
+    },
+  }
+  return { images, snapshots, downloads, volumes: {}, disks: {} } as unknown as Services
+}
+
+export function fakeZfs(fa: Pick<FakeAgent, 'poolHealth'>): Zfs {
+  return {
+    async pools() {
+      if (fa.poolHealth === 'ERROR') throw new Error('zpool list failed: no /dev/zfs')
+      return [{ name: 'tank', size: 1, allocated: 0, free: 1, health: fa.poolHealth }]
+    },
+  } as unknown as Zfs
+}
+
+/** The app on 127.0.0.1:0 (or `socket`), logging JSON lines into `logs`. */
+export async function startFakeAgent(t: Teardown, ops: AppOps = {}, o: { listen?: (s: http.Server) => Promise<void> } = {}): Promise<FakeAgent> {
+  const logs: string[] = []
+  const sink = new Writable({ write(c: Buffer, _e, cb) { logs.push(...c.toString().split('\n').filter(Boolean)); cb() } })
+  const fa = { logs, calls: [] as FakeAgent['calls'], poolHealth: 'ONLINE', cutNextDownload: false }
+  const app = createApp({ services: fakeServices(fa), zfs: fakeZfs(fa), log: jsonLogger(sink), ops: { pool: 'tank', ...ops } })
+  const server = http.createServer(app.callback())
+  if (o.listen) await o.listen(server)
+  else { server.listen(0, '127.0.0.1'); await once(server, 'listening') }
+  t.teardown(() => { server.closeAllConnections(); server.close() })
+  const addr = server.address()
+  const url = typeof addr === 'string' ? 'http://localhost' : `http://127.0.0.1:${(addr as AddressInfo).port}`
+  return Object.assign(fa, { url, server })
+}
+
+// Run directly (tap runs every file here): one check that the fakes build an app.
+if (process.argv[1] && import.meta.url === (await import('node:url')).pathToFileURL(process.argv[1]).href) {
+  const { default: t } = await import('tap')
+  t.test('the fake agent serves /healthz', async (t) => {
+    const a = await startFakeAgent(t)
+    const r = await fetch(`${a.url}/healthz`)
+    t.equal(r.status, 200)
+  })
+}
