@@ -62,7 +62,7 @@ if (only !== '--unit') {
   // Ship the project as one tar: 9p reads file by file are slow under TCG.
   const share = mkdtempSync(join(tmpdir(), 'mistify-vm-share-'))
   const pack = await run('tar', ['-cf', join(share, 'project.tar'), '--exclude=node_modules/typescript',
-    '--exclude=node_modules/@typescript', 'package.json', 'dist', 'node_modules', 'scripts', 'test/fixtures'])
+    '--exclude=node_modules/@typescript', 'package.json', 'dist', 'node_modules', 'scripts', 'systemd', 'test/fixtures'])
   if (pack.code !== 0) { console.error('could not pack the project'); process.exit(1) }
   const inner = [
     'set -e; mkdir -p /tmp/p; tar -C /tmp/p -xf /mnt/host/project.tar; cd /tmp/p',
