@@ -62,7 +62,11 @@ async function reconcile(zfs: Zfs, scope: Scope, db: Db, log: Logger): Promise<v
     }
   }
   for (const r of await records.values()) {
-    if (r.status === 'complete' && !(await zfs.findDataset(r.snapshot))) {
+    if (r.status === 'pending' || r.status === 'downloading') {
+      // Nothing resumes a fetch across a restart: say so; the next RequestImage starts afresh.
+      log.warn({ image: r.id }, 'fetch interrupted by a restart')
+      await records.put(r.id, { ...r, status: 'error', error: 'interrupted: the agent restarted during the fetch' })
+    } else if (r.status === 'complete' && !(await zfs.findDataset(r.snapshot))) {
       log.warn({ image: r.id, snapshot: r.snapshot }, 'image dataset vanished; forgetting the record')
       await records.del(r.id)
     }

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto'
 import { PassThrough, Readable, Transform, pipeline } from 'node:stream'
 import { createGunzip } from 'node:zlib'
 import { UpstreamError } from '../errors.js'
-import type { Zfs } from '../zfs/index.js'
+import { DatasetBusyError, DatasetNotFoundError, type Zfs } from '../zfs/index.js'
 
 export const INCOMING_PREFIX = '_incoming-'
 
@@ -97,7 +97,25 @@ export async function importImage(o: {
     await zfs.rename(temp, final, {}, x) // the commit point
     return { volume: final, snapshot: `${final}@${snapName}`, volsize: dataset.volsize ?? 0, sha256, bytes }
   } catch (e) {
-    await zfs.destroy(temp, { recursive: true }).catch(() => {})
+    await destroyTemporary(zfs, temp)
     throw e
+  }
+}
+
+/**
+ * Destroy a failed import's temporary. A zvol that was just received may
+ * still be open (udev probes new /dev/zd* devices): 'busy' is retried.
+ * What still fails is left to start-up's reconcile, which removes it.
+ */
+async function destroyTemporary(zfs: Zfs, temp: string): Promise<void> {
+  for (let attempt = 1; attempt <= 6; attempt++) {
+    try {
+      await zfs.destroy(temp, { recursive: true })
+      return
+    } catch (e) {
+      if (e instanceof DatasetNotFoundError) return
+      if (!(e instanceof DatasetBusyError) || attempt === 6) return
+      await new Promise((r) => setTimeout(r, 250 * attempt))
+    }
   }
 }

@@ -8,8 +8,13 @@ import PQueue from 'p-queue'
 import { BusyError } from '../errors.js'
 
 export interface FetchQueue {
-  /** Run `task` for `key`, or join the run already under way for it. */
-  run<T>(key: string, task: (signal: AbortSignal) => Promise<T>): Promise<T>
+  /**
+   * Run `task` for `key`, or join the run already under way for it.
+   * `onQueued` is called (synchronously) only when a new run was accepted.
+   */
+  run<T>(key: string, task: (signal: AbortSignal) => Promise<T>, onQueued?: () => void): Promise<T>
+  /** Whether a run for `key` is waiting or under way. */
+  has(key: string): boolean
   readonly size: { readonly running: number; readonly waiting: number }
   /** Refuse new work, abort what runs, answer waiting callers with 'fetcher quit'. */
   close(): Promise<void>
@@ -24,7 +29,7 @@ export function createFetchQueue(o: { concurrency: number; maxPending: number })
   let closed = false
 
   return {
-    run<T>(key: string, task: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    run<T>(key: string, task: (signal: AbortSignal) => Promise<T>, onQueued?: () => void): Promise<T> {
       if (closed) return Promise.reject(new BusyError('fetcher quit'))
       const joined = inflight.get(key)
       if (joined) return joined as Promise<T>
@@ -41,8 +46,10 @@ export function createFetchQueue(o: { concurrency: number; maxPending: number })
       })
       const tracked = p.finally(() => inflight.delete(key))
       inflight.set(key, tracked)
+      onQueued?.()
       return tracked
     },
+    has: (key) => inflight.has(key),
     get size() { return { running: queue.pending, waiting: waiting.size } },
     async close() {
       closed = true

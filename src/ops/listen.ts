@@ -6,6 +6,7 @@
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs'
 import { connect, type Server } from 'node:net'
 import { once } from 'node:events'
+import { Server as HttpServer } from 'node:http'
 
 export class ListenError extends Error {
   override name = 'ListenError'
@@ -34,6 +35,12 @@ export async function clearStaleSocket(path: string): Promise<void> {
 export type ListenOn = { readonly socket: string } | { readonly port: number; readonly host: string }
 
 export async function listen(server: Server, on: ListenOn): Promise<void> {
+  // Longer than clients' keep-alive (Go's 90 s idle, undici's 4 s) so we never
+  // close a pooled connection just as a client reuses it.
+  if (server instanceof HttpServer) {
+    server.keepAliveTimeout = 95_000
+    server.headersTimeout = 100_000
+  }
   if ('socket' in on) await clearStaleSocket(on.socket)
   if ('socket' in on) server.listen(on.socket)
   else server.listen(on.port, on.host)

@@ -1,12 +1,15 @@
 /** ListImages, GetImage, RequestImage, DeleteImage, CloneImage. */
-import { InvalidParamsError, NotFoundError } from '../errors.js'
-import { openResumableSource } from '../fetch/http-source.js'
+import { BusyError, ConflictError, InvalidParamsError, NotFoundError } from '../errors.js'
+import { openImageSource, sourceUrl } from '../fetch/sources.js'
 import { importImage } from '../fetch/import-image.js'
 import { getExisting } from './lookup.js'
 import { imageWire, toMiB, volumeWire, type ImageRecord, type WireImage, type WireVolume } from './shapes.js'
 import { cloneStrict, type Deps } from './deps.js'
 
-export interface ImageRequest { id: string; type: string; dest: string; source: string }
+export interface ImageRequest { id: string; type: string; dest: string; source: string; async?: boolean }
+
+/** How often a running fetch writes its progress to the record. */
+const PROGRESS_EVERY_MS = 1000
 
 export function createImageService(d: Deps) {
   const { zfs, scope, records, fetches } = d
@@ -18,20 +21,68 @@ export function createImageService(d: Deps) {
     return r
   }
 
-  async function fetchImage(id: string): Promise<ImageRecord> {
-    const url = `${d.config.imageServer}/images/${encodeURIComponent(id)}/download`
+  /** A complete image, or a clear error for one still on its way or failed. */
+  async function usable(id: string): Promise<ImageRecord> {
+    const r = await record(id)
+    if (r.status !== 'complete') throw new ConflictError(`image ${id} is not ready (${r.status}${r.error ? `: ${r.error}` : ''})`)
+    return r
+  }
+
+  function base(id: string, source: string, status: ImageRecord['status']): ImageRecord {
+    return { id, type: '', volume: '', snapshot: '', size: 0, status, source }
+  }
+
+  /** Fetches that an async caller is waiting on through the record: their failure must be recorded. */
+  const watched = new Set<string>()
+
+  /**
+   * Start (or join) the fetch of one image; its record follows it: pending →
+   * downloading → complete | error. A failure is recorded (status error) when
+   * an async caller asked; a synchronous caller gets the error itself and,
+   * as with the original, no record stays behind.
+   */
+  function fetchImage(id: string, source: string, async: boolean): Promise<ImageRecord> {
+    if (async) watched.add(id)
+    const url = sourceUrl(d.config.imageServer, id, source)
+    const shown = url.protocol === 'file:' ? url.toString() : url.toString().replace(/\/\/[^@/]*@/, '//') // no credentials in records
     return fetches.run(id, async (signal) => {
-      const src = await openResumableSource(url, { signal, idleTimeoutMs: d.config.fetchIdleTimeoutMs })
+      try {
+        const rec = await importFrom(id, url, shown, signal)
+        watched.delete(id)
+        return rec
+      } catch (err) {
+        // Aborted: the agent is shutting down; say that, not what the abort broke.
+        const e = signal.aborted ? new BusyError('fetcher quit', { cause: err }) : err
+        // Once per fetch, however many callers share it.
+        const keep = watched.delete(id)
+        await (keep ? records.put(id, { ...base(id, shown, 'error'), error: (e as Error).message }) : records.del(id)).catch(() => {})
+        throw e
+      }
+    }, () => { void records.put(id, base(id, shown, 'pending')).catch(() => {}) })
+  }
+
+  /** One import, its progress written to the record as it goes. */
+  async function importFrom(id: string, url: URL, shown: string, signal: AbortSignal): Promise<ImageRecord> {
+    const src = await openImageSource(url, { signal, idleTimeoutMs: d.config.fetchIdleTimeoutMs })
+    const total = src.size ?? null
+    const progress = () => records.put(id, { ...base(id, shown, 'downloading'), progress: { bytes: src.delivered(), total } })
+    let last: Promise<void> = progress()
+    await last
+    const timer = setInterval(() => { last = progress().catch(() => {}) }, PROGRESS_EVERY_MS)
+    try {
       const got = await importImage({
         zfs, imagesRoot: scope.images, id, body: src.body, signal, expectedSha256: src.sha256, expectedBytes: src.size,
       })
+      clearInterval(timer)
+      await last // a progress write must not land after the final one
       const rec: ImageRecord = {
-        id, type: '', volume: got.volume, snapshot: got.snapshot, size: toMiB(got.volsize), status: 'complete',
-        source: url, sha256: got.sha256,
+        id, type: '', volume: got.volume, snapshot: got.snapshot, size: toMiB(got.volsize), status: 'complete', source: shown, sha256: got.sha256,
       }
       await records.put(id, rec)
       return rec
-    })
+    } finally {
+      clearInterval(timer)
+    }
   }
 
   return {
@@ -44,16 +95,28 @@ export function createImageService(d: Deps) {
       return { images: [imageWire(await record(p.id))] }
     },
 
+    /**
+     * Complete already: answered from the record. Otherwise fetched (or the
+     * running fetch joined); with `async` the pending record comes back at
+     * once and GetImage/ListImages show how it goes.
+     */
     async requestImage(p: ImageRequest): Promise<{ images: WireImage[] }> {
       if (!p.id) throw new InvalidParamsError('need id')
       scope.imageDataset(p.id) // the id becomes a dataset name: check it first
       const have = await records.get(p.id)
       if (have?.status === 'complete') return { images: [imageWire(have)] }
-      return { images: [imageWire(await fetchImage(p.id))] }
+      const joining = fetches.has(p.id) && (have?.status === 'pending' || have?.status === 'downloading')
+      const job = fetchImage(p.id, p.source ?? '', p.async === true)
+      if (p.async) {
+        job.catch(() => {}) // the outcome lands in the record
+        return { images: [imageWire(joining ? have : base(p.id, p.source ?? '', 'pending'))] }
+      }
+      return { images: [imageWire(await job)] }
     },
 
     async deleteImage(p: ImageRequest): Promise<{ images: WireImage[] }> {
       const r = await record(p.id)
+      if (fetches.has(r.id)) throw new ConflictError(`image ${r.id} is being fetched; delete it when the fetch has ended`)
       const volume = r.volume ? scope.check(r.volume, { below: true }) : undefined
       // One recursive destroy takes the snapshot too, and zfs refuses it whole
       // while guest disks are cloned from the image: nothing half deleted.
@@ -64,7 +127,7 @@ export function createImageService(d: Deps) {
 
     async cloneImage(p: ImageRequest): Promise<{ volumes: WireVolume[] }> {
       if (!p.dest) throw new InvalidParamsError('need dest')
-      const r = await record(p.id)
+      const r = await usable(p.id)
       // dest: a full name under <pool>/ as the original took it verbatim, or relative like every other id.
       const dest = p.dest.startsWith(`${scope.pool}/`) ? scope.check(p.dest, { below: true }) : scope.resolve(p.dest, { below: true })
       if (dest.includes('@')) throw new InvalidParamsError('dest must name a volume, not a snapshot')

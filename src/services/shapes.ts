@@ -8,6 +8,8 @@ import type { Dataset } from '../zfs/index.js'
 export const MiB = 1024 * 1024
 export const toMiB = (bytes: number | undefined): number => Math.floor((bytes ?? 0) / MiB)
 
+export type ImageStatus = 'pending' | 'downloading' | 'complete' | 'error'
+
 /** What the metadata store keeps per image. */
 export interface ImageRecord {
   readonly id: string
@@ -16,13 +18,24 @@ export interface ImageRecord {
   readonly snapshot: string
   /** MiB */
   readonly size: number
-  readonly status: 'complete' | string
+  readonly status: ImageStatus
   /** Where it came from, and its digest when known. */
   readonly source?: string
   readonly sha256?: string
+  /** While downloading: bytes so far and the total when known. */
+  readonly progress?: { readonly bytes: number; readonly total: number | null }
+  /** Why the last fetch failed (status 'error'). */
+  readonly error?: string
 }
 
-export interface WireImage { id: string; type: string; volume?: string; snapshot?: string; size: number; status?: string }
+/**
+ * The rpc.Image struct, plus `progress` and `error` while a fetch runs or
+ * after it failed: the Go client ignores keys it does not know.
+ */
+export interface WireImage {
+  id: string; type: string; volume?: string; snapshot?: string; size: number; status?: string
+  progress?: { bytes: number; total: number | null }; error?: string
+}
 export interface WireVolume { id: string; size: number; device: string }
 export interface WireSnapshot { id: string; size: number }
 
@@ -32,6 +45,8 @@ export function imageWire(r: ImageRecord): WireImage {
   if (r.snapshot) out.snapshot = r.snapshot
   out.size = r.size
   if (r.status) out.status = r.status
+  if (r.progress && r.status === 'downloading') out.progress = { bytes: r.progress.bytes, total: r.progress.total }
+  if (r.error && r.status === 'error') out.error = r.error
   return out
 }
 

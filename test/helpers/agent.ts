@@ -95,6 +95,8 @@ export interface TestAgent {
   readonly agent: Agent
   readonly images: ImageServer
   readonly stream: Buffer
+  /** The agent's store: reopen it after a restart (t.testdir() again would wipe it). */
+  readonly metadataDir: string
   call(dialect: Dialect, method: string, params: unknown): Promise<Outcome>
 }
 
@@ -106,11 +108,14 @@ export async function startAgent(t: T, o: { config?: Partial<Config> } = {}): Pr
   const stream = makeZvolStream(pool)
   images.routes.set(`/images/${IMAGE_ID}/download`, stream)
   images.routes.set(`/images/${GZIP_ID}/download`, gzipSync(stream))
+  const metadataDir = join(t.testdir(), 'db')
   const config: Config = {
-    ...DEFAULTS, zpool: pool, metadataDir: join(t.testdir(), 'db'), imageServer: images.url, fetchIdleTimeoutMs: 3000, ...o.config,
+    ...DEFAULTS, zpool: pool, metadataDir, imageServer: images.url, fetchIdleTimeoutMs: 3000, ...o.config,
   }
   const agent = await createAgent(config, { log: silentLogger })
   const server = agent.app.listen(0, '127.0.0.1')
+  // Longer than the client's keep-alive, so a reused connection is never closed under it.
+  server.keepAliveTimeout = 65_000
   await once(server, 'listening')
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
   t.teardown(async () => { server.closeAllConnections(); server.close(); await agent.close() })
@@ -120,7 +125,9 @@ export async function startAgent(t: T, o: { config?: Partial<Config> } = {}): Pr
     const body = dialect === 'v1'
       ? { method: `ImageStore.${method}`, params: [params], id }
       : { jsonrpc: '2.0', method, params: [params], id }
-    const res = await fetch(`${url}/_mistify_RPC_`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) })
+    const post = () => fetch(`${url}/_mistify_RPC_`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) })
+    // A pooled connection reset before the request went out is the transport's, not the agent's: once more.
+    const res = await post().catch((e: { cause?: { code?: string } }) => { if (e.cause?.code === 'ECONNRESET') return post(); throw e })
     const text = await res.text()
     if (res.status !== 200) return { status: res.status, error: text }
     const env = JSON.parse(text)
@@ -131,5 +138,5 @@ export async function startAgent(t: T, o: { config?: Partial<Config> } = {}): Pr
     if (env.error) return { status: 200, error: env.error.message }
     return { status: 200, result: env.result }
   }
-  return { pool, url, agent, images, stream, call }
+  return { pool, url, agent, images, stream, metadataDir, call }
 }

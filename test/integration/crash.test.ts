@@ -57,7 +57,7 @@ t.test('kill -9 during imports, restart, re-request', async (t) => {
     agent = spawn(process.execPath, ['dist/src/main.js', '--zpool', a.pool, '--port', String(port), '--metadata-dir', metadataDir, '--image-service', a.images.url], { stdio: ['ignore', 'ignore', 'pipe'] })
     let log = ''
     agent.stderr!.on('data', (c: Buffer) => { log += c.toString() })
-    for (let i = 0; i < 300; i++) {
+    for (let i = 0; i < 1200; i++) { // up to 2 min: node starts slowly under TCG on a loaded machine
       try { await rpc(port, 'ListImages', {}); return port } catch { await new Promise((r) => setTimeout(r, 100)) }
       if (agent.exitCode !== null) throw new Error(`agent exited ${agent.exitCode}: ${log}`)
     }
