@@ -13,17 +13,8 @@ import { array, bool, int, map, str, struct, uint64, type StructSpec } from '../
 import { NotFoundError } from '../../src/errors.js'
 import { ZfsCommandError } from '../../src/zfs/errors.js'
 
-// The request structs (mirrors src/rpc/methods.ts).
-const IMAGE: StructSpec = { id: str, type: str, dest: str, source: str }
-const SNAPSHOT: StructSpec = { id: str, dest: str, recursive: bool, destroyMoreRecent: bool }
-const VOLUME: StructSpec = { id: str, size: uint64 }
-const DISK: StructSpec = { bus: str, device: str, size: uint64, volume: str, image: str, source: str }
-const NIC: StructSpec = { name: str, network: str, model: str, mac: str, address: str, netmask: str, gateway: str, device: str, vlans: array(int) }
-const GUEST: StructSpec = {
-  id: str, type: str, image: str, nics: array(struct(NIC)), disks: array(struct(DISK)), state: str,
-  memory: uint64, cpu: uint64, vnc: int, metadata: map(str),
-}
-const GUEST_REQUEST: StructSpec = { guest: struct(GUEST, true), action: str, args: map(str) }
+// The real request structs, so these tests follow any change to them.
+import { IMAGE_REQUEST as IMAGE, SNAPSHOT_REQUEST as SNAPSHOT, VOLUME_REQUEST as VOLUME, DISK, NIC, GUEST, GUEST_REQUEST } from '../../src/rpc/methods.js'
 
 const ZFS_TEXT = 'exit status 1: "/sbin/zfs zfs destroy pool/x" => cannot open \'pool/x\': dataset does not exist\n'
 

@@ -140,3 +140,27 @@ export async function startAgent(t: T, o: { config?: Partial<Config> } = {}): Pr
   }
   return { pool, url, agent, images, stream, metadataDir, call }
 }
+
+/** A route that sends `body` in `chunk`-byte pieces every `delayMs`: slow enough to watch or interrupt. */
+export function dribble(body: Buffer, o: { chunk?: number; delayMs?: number } = {}): Route {
+  const chunk = o.chunk ?? 64 * 1024
+  return (res) => {
+    res.writeHead(200, { 'Content-Length': body.length })
+    let off = 0
+    const step = () => {
+      if (res.destroyed) return
+      if (off >= body.length) { res.end(); return }
+      res.write(body.subarray(off, off + chunk))
+      off += chunk
+      setTimeout(step, o.delayMs ?? 20)
+    }
+    step()
+  }
+}
+
+/** A fresh agent over the same pool and store, as after a restart (the old one must be closed). */
+export async function restartAgent(t: T, a: TestAgent, over: Partial<Config> = {}): Promise<Agent> {
+  const again = await createAgent({ ...DEFAULTS, zpool: a.pool, metadataDir: a.metadataDir, imageServer: a.images.url, ...over }, { log: silentLogger })
+  t.teardown(() => again.close())
+  return again
+}

@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { haveZfs, sh } from '../helpers/zpool.js'
-import { startAgent, makeZvolStream } from '../helpers/agent.js'
+import { startAgent, makeZvolStream, dribble } from '../helpers/agent.js'
 
 if (!haveZfs) { t.comment('real ZFS only: run inside the VM (npm test does)'); process.exit(0) }
 
@@ -36,18 +36,7 @@ t.test('kill -9 during imports, restart, re-request', async (t) => {
   const a = await startAgent(t)
   await a.agent.close()
   const stream = makeZvolStream(a.pool, { sizeMiB: 16 })
-  a.images.routes.set('/images/slow/download', (res) => {
-    res.writeHead(200, { 'Content-Length': stream.length })
-    let off = 0
-    const step = () => {
-      if (res.destroyed) return
-      if (off >= stream.length) { res.end(); return }
-      res.write(stream.subarray(off, off + 128 * 1024))
-      off += 128 * 1024
-      setTimeout(step, 25)
-    }
-    step()
-  })
+  a.images.routes.set('/images/slow/download', dribble(stream, { chunk: 128 * 1024, delayMs: 25 }))
   const metadataDir = join(t.testdir(), 'proc-db')
   let agent: ChildProcess | undefined
   t.teardown(() => { agent?.kill('SIGKILL') })
@@ -82,8 +71,11 @@ t.test('kill -9 during imports, restart, re-request', async (t) => {
 
     const port2 = await start()
     consistent(round)
-    const list = (await rpc(port2, 'ListImages', {})).result.images as Array<{ id: string; snapshot: string; status: string }>
-    for (const img of list) t.equal(sh('zfs', ['list', '-H', '-o', 'name', img.snapshot]).trim(), img.snapshot, `round ${round}: record ${img.id} has its snapshot`)
+    const list = (await rpc(port2, 'ListImages', {})).result.images as Array<{ id: string; snapshot?: string; status: string; error?: string }>
+    for (const img of list) {
+      if (img.status === 'complete') t.equal(sh('zfs', ['list', '-H', '-o', 'name', img.snapshot!]).trim(), img.snapshot, `round ${round}: record ${img.id} has its snapshot`)
+      else t.match(img, { status: 'error', error: /interrupted/ }, `round ${round}: an interrupted fetch says so, and is not usable`)
+    }
     const again = await rpc(port2, 'RequestImage', { id: 'slow' })
     t.equal(again.result?.images?.[0]?.status, 'complete', `round ${round}: re-request completes (${again.error ?? 'ok'})`)
     const del = await rpc(port2, 'DeleteImage', { id: 'slow' })

@@ -2,7 +2,7 @@ import t from 'tap'
 import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { bash, fillRandom, haveZfs, sh, settle, sha256Of, volumeWithSnapshot } from '../helpers/zpool.js'
-import { startAgent } from '../helpers/agent.js'
+import { startAgent, restartAgent } from '../helpers/agent.js'
 import { HOLD_PREFIX } from '../../src/services/downloads.js'
 
 if (!haveZfs) { t.comment('real ZFS only: run inside the VM (npm test does)'); process.exit(0) }
@@ -163,11 +163,8 @@ t.test('replication-grade downloads', async (t) => {
   await t.test('holds left by a crash are released at start-up', async (t) => {
     sh('zfs', ['hold', `${HOLD_PREFIX}deadbeef0000`, `${P}@s2`])
     sh('zfs', ['hold', 'someone-else', `${P}@s2`])
-    const { createAgent } = await import('../../src/agent.js')
-    const { DEFAULTS } = await import('../../src/config.js')
-    const { silentLogger } = await import('../../src/log.js')
-    const { join } = await import('node:path')
-    const again = await createAgent({ ...DEFAULTS, zpool: a.pool, metadataDir: join(t.testdir(), 'db2'), imageServer: a.images.url }, { log: silentLogger })
+    await a.agent.close()
+    const again = await restartAgent(t, a)
     await again.close()
     t.same(ourHolds(`${P}@s2`), [], 'our stale hold is gone')
     t.match(sh('zfs', ['holds', '-H', `${P}@s2`]), /someone-else/, 'holds of others are left alone')

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { tmpdir } from 'node:os'
 import { gzipSync } from 'node:zlib'
 import { haveZfs, sh } from '../helpers/zpool.js'
-import { startAgent, makeZvolStream } from '../helpers/agent.js'
+import { startAgent, makeZvolStream, dribble, restartAgent } from '../helpers/agent.js'
 
 if (!haveZfs) { t.comment('real ZFS only: run inside the VM (npm test does)'); process.exit(0) }
 
@@ -14,17 +14,7 @@ t.test('async RequestImage, statuses, sources', async (t) => {
   const call = (m: string, p: unknown) => a.call('v2', m, p)
   const stream = makeZvolStream(a.pool, { sizeMiB: 8 })
   // About 3 s to send, so the statuses can be watched.
-  a.images.routes.set('/images/slow/download', (res) => {
-    res.writeHead(200, { 'Content-Length': stream.length })
-    let off = 0
-    const step = () => {
-      if (res.destroyed) return
-      if (off >= stream.length) { res.end(); return }
-      res.write(stream.subarray(off, off + 64 * 1024)); off += 64 * 1024
-      setTimeout(step, 20)
-    }
-    step()
-  })
+  a.images.routes.set('/images/slow/download', dribble(stream))
 
   await t.test('async: pending at once, then downloading with progress, then complete', async (t) => {
     const r = await call('RequestImage', { id: 'slow', async: true })
@@ -91,11 +81,7 @@ t.test('async RequestImage, statuses, sources', async (t) => {
     await call('RequestImage', { id: 'slow2', async: true, source: `${a.images.url}/images/slow/download` })
     await new Promise((r) => setTimeout(r, 800))
     await a.agent.close()
-    const { createAgent } = await import('../../src/agent.js')
-    const { DEFAULTS } = await import('../../src/config.js')
-    const { silentLogger } = await import('../../src/log.js')
-    const again = await createAgent({ ...DEFAULTS, zpool: a.pool, metadataDir: a.metadataDir, imageServer: a.images.url }, { log: silentLogger })
-    t.teardown(() => again.close())
+    const again = await restartAgent(t, a)
     const img = (await again.services.images.getImage({ id: 'slow2', type: '', dest: '', source: '' })).images[0]
     t.match(img, { status: 'error', error: 'fetcher quit' }, 'graceful stop: the reason is the shutdown')
     t.same(sh('zfs', ['list', '-H', '-o', 'name', '-r', `${a.pool}/images`]).split('\n').filter((n) => n.includes('_incoming')), [], 'its temporary is gone')
@@ -109,10 +95,6 @@ t.test('a record a crash left pending is marked interrupted at start-up', async 
   const db = await openDb(a.metadataDir)
   await db.table('images').put('ghost', { id: 'ghost', type: '', volume: '', snapshot: '', size: 0, status: 'downloading', progress: { bytes: 5, total: 10 } })
   await db.close()
-  const { createAgent } = await import('../../src/agent.js')
-  const { DEFAULTS } = await import('../../src/config.js')
-  const { silentLogger } = await import('../../src/log.js')
-  const again = await createAgent({ ...DEFAULTS, zpool: a.pool, metadataDir: a.metadataDir, imageServer: a.images.url }, { log: silentLogger })
-  t.teardown(() => again.close())
+  const again = await restartAgent(t, a)
   t.match((await again.services.images.getImage({ id: 'ghost', type: '', dest: '', source: '' })).images[0], { status: 'error', error: /interrupted/ })
 })

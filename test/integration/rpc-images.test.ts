@@ -2,7 +2,7 @@ import t from 'tap'
 import { gzipSync } from 'node:zlib'
 import { createHash, randomBytes } from 'node:crypto'
 import { haveZfs, sh } from '../helpers/zpool.js'
-import { startAgent, makeZvolStream, IMAGE_ID, GZIP_ID, type Dialect } from '../helpers/agent.js'
+import { startAgent, makeZvolStream, restartAgent, IMAGE_ID, GZIP_ID, type Dialect } from '../helpers/agent.js'
 
 if (!haveZfs) { t.comment('real ZFS only: run inside the VM (npm test does)'); process.exit(0) }
 
@@ -161,12 +161,7 @@ t.test('restart reconciles ZFS with the records', async (t) => {
   sh('zfs', ['create', '-V', '1M', `${a.pool}/images/_incoming-zzz`])
   sh('zfs', ['destroy', '-r', `${a.pool}/images/${IMAGE_ID}`])
   await a.agent.close()
-  const { createAgent } = await import('../../src/agent.js')
-  const { DEFAULTS } = await import('../../src/config.js')
-  const { silentLogger } = await import('../../src/log.js')
-  const { join } = await import('node:path')
-  const again = await createAgent({ ...DEFAULTS, zpool: a.pool, metadataDir: a.metadataDir, imageServer: a.images.url }, { log: silentLogger })
-  t.teardown(() => again.close())
+  const again = await restartAgent(t, a)
   t.same(zfsNames(`${a.pool}/images`), [`${a.pool}/images`], 'the temporary is gone')
   await t.rejects(again.services.images.getImage({ id: IMAGE_ID, type: '', dest: '', source: '' }), { message: 'not found' }, 'the record of the vanished image is gone')
 })
@@ -180,12 +175,7 @@ t.test('a crash between rename and record: the verified import is adopted at sta
   // And an unmarked volume someone cloned into images/: not ours to adopt.
   sh('zfs', ['receive', `${a.pool}/images/stranger`], makeZvolStream(a.pool))
   await a.agent.close()
-  const { createAgent } = await import('../../src/agent.js')
-  const { DEFAULTS } = await import('../../src/config.js')
-  const { silentLogger } = await import('../../src/log.js')
-  const { join } = await import('node:path')
-  const again = await createAgent({ ...DEFAULTS, zpool: a.pool, metadataDir: a.metadataDir, imageServer: a.images.url }, { log: silentLogger })
-  t.teardown(() => again.close())
+  const again = await restartAgent(t, a)
   const got = await again.services.images.getImage({ id: 'adoptme', type: '', dest: '', source: '' })
   t.match(got.images[0], { id: 'adoptme', status: 'complete', snapshot: `${a.pool}/images/adoptme@test`, size: 4 })
   await t.rejects(again.services.images.getImage({ id: 'stranger', type: '', dest: '', source: '' }), { message: 'not found' })
@@ -203,13 +193,8 @@ t.test('end to end: RequestImage pulls from our own image service', async (t) =>
   t.equal(put.status, 200)
   const meta = await put.json() as { id: string; sha256: string; status: string }
   t.equal(meta.status, 'complete')
-  const { createAgent } = await import('../../src/agent.js')
-  const { DEFAULTS } = await import('../../src/config.js')
-  const { silentLogger } = await import('../../src/log.js')
-  const { join } = await import('node:path')
   await a.agent.close()
-  const agent = await createAgent({ ...DEFAULTS, zpool: a.pool, metadataDir: join(t.testdir(), 'db-svc'), imageServer: svc.native }, { log: silentLogger })
-  t.teardown(() => agent.close())
+  const agent = await restartAgent(t, a, { imageServer: svc.native })
   const r = await agent.services.images.requestImage({ id: meta.id, type: '', dest: '', source: '' })
   t.match(r.images[0], { id: meta.id, status: 'complete', size: 4 })
   t.equal(sh('zfs', ['get', '-H', '-o', 'value', 'mistify:sha256', `${a.pool}/images/${meta.id}`]).trim(), meta.sha256, 'the checksum the service published was checked')

@@ -4,17 +4,8 @@ import { parseJson } from '../../../src/rpc/json.js'
 import { array, bool, int, map, str, struct, uint64, type StructSpec } from '../../../src/rpc/schema.js'
 import { InvalidParamsError } from '../../../src/errors.js'
 
-// The request structs of mistify-agent's rpc/client packages (mirrors src/rpc/methods.ts).
-const IMAGE: StructSpec = { id: str, type: str, dest: str, source: str }
-const SNAPSHOT: StructSpec = { id: str, dest: str, recursive: bool, destroyMoreRecent: bool }
-const VOLUME: StructSpec = { id: str, size: uint64 }
-const DISK: StructSpec = { bus: str, device: str, size: uint64, volume: str, image: str, source: str }
-const NIC: StructSpec = { name: str, network: str, model: str, mac: str, address: str, netmask: str, gateway: str, device: str, vlans: array(int) }
-const GUEST: StructSpec = {
-  id: str, type: str, image: str, nics: array(struct(NIC)), disks: array(struct(DISK)), state: str,
-  memory: uint64, cpu: uint64, vnc: int, metadata: map(str),
-}
-const GUEST_REQUEST: StructSpec = { guest: struct(GUEST, true), action: str, args: map(str) }
+// The real request structs, so these tests follow any change to them.
+import { IMAGE_REQUEST as IMAGE, SNAPSHOT_REQUEST as SNAPSHOT, VOLUME_REQUEST as VOLUME, DISK, NIC, GUEST, GUEST_REQUEST } from '../../../src/rpc/methods.js'
 
 /** Decode JSON text (through our parser, so number literals are exact). */
 const dec = (json: string, spec: StructSpec) => decodeParams(parseJson(json), spec)
@@ -32,9 +23,9 @@ const ZERO_GUEST = { id: '', type: '', image: '', nics: null, disks: null, state
 const ZERO_NIC = { name: '', network: '', model: '', mac: '', address: '', netmask: '', gateway: '', device: '', vlans: null }
 
 t.test('plain structs, zero values, unknown keys', async (t) => {
-  t.same(dec('{"id":"a","type":"zfs","dest":"d","source":"s"}', IMAGE), { id: 'a', type: 'zfs', dest: 'd', source: 's' })
-  t.same(dec('{}', IMAGE), { id: '', type: '', dest: '', source: '' })
-  t.same(dec('{"id":"a","whatever":[1,{"x":2}],"nope":null}', IMAGE), { id: 'a', type: '', dest: '', source: '' })
+  t.same(dec('{"id":"a","type":"zfs","dest":"d","source":"s"}', IMAGE), { id: 'a', type: 'zfs', dest: 'd', source: 's', async: false })
+  t.same(dec('{}', IMAGE), { id: '', type: '', dest: '', source: '', async: false })
+  t.same(dec('{"id":"a","whatever":[1,{"x":2}],"nope":null}', IMAGE), { id: 'a', type: '', dest: '', source: '', async: false })
   t.same(dec('{"id":"x","recursive":true,"destroyMoreRecent":true}', SNAPSHOT), { id: 'x', dest: '', recursive: true, destroyMoreRecent: true })
   t.same(dec('{"id":"v","size":64}', VOLUME), { id: 'v', size: 64 })
   t.same(dec('null', VOLUME), { id: '', size: 0 }, 'null leaves the struct at zero')
@@ -46,7 +37,7 @@ t.test('plain structs, zero values, unknown keys', async (t) => {
 })
 
 t.test('keys match the Go way', async (t) => {
-  t.same(dec('{"ID":"a","Dest":"b","SOURCE":"c","tYpE":"d"}', IMAGE), { id: 'a', type: 'd', dest: 'b', source: 'c' })
+  t.same(dec('{"ID":"a","Dest":"b","SOURCE":"c","tYpE":"d","Async":true}', IMAGE), { id: 'a', type: 'd', dest: 'b', source: 'c', async: true })
   t.same(dec('{"DestroyMoreRecent":true,"RECURSIVE":true}', SNAPSHOT), { id: '', dest: '', recursive: true, destroyMoreRecent: true })
   t.same(dec('{"id":"b","ID":"a"}', IMAGE).id, 'a', 'both keys fill id: the later one wins')
   t.same(dec('{"ID":"a","id":"b"}', IMAGE).id, 'b')
