@@ -12,7 +12,7 @@ import { createScope, type Scope } from './services/scope.js'
 import { imageRecords } from './services/image-records.js'
 import { createServices, type Services } from './services/index.js'
 import { createFetchQueue, type FetchQueue } from './fetch/queue.js'
-import { INCOMING_PREFIX, PROP_IMAGE, PROP_SHA256 } from './fetch/import-image.js'
+import { TEMPORARY_PREFIXES, PROP_FORMAT, PROP_IMAGE, PROP_SHA256 } from './fetch/import-image.js'
 import { toMiB } from './services/shapes.js'
 import { createApp } from './http/app.js'
 import type { Logger } from './log.js'
@@ -36,13 +36,15 @@ export class StartupError extends Error {
  * say it is ours and whole, so its record is written now.
  */
 async function adopt(zfs: Zfs, ds: Dataset, id: string, records: ReturnType<typeof imageRecords>, log: Logger): Promise<void> {
-  const props = (await zfs.getProps([ds.name], [PROP_IMAGE, PROP_SHA256])).get(ds.name)
+  const props = (await zfs.getProps([ds.name], [PROP_IMAGE, PROP_SHA256, PROP_FORMAT])).get(ds.name)
   if (props?.get(PROP_IMAGE) !== id) return // not an import of ours (e.g. a CloneImage dest)
   const snaps = await zfs.listDatasets({ types: ['snapshot'], roots: [ds.name], depth: 1 })
   if (snaps.length !== 1) return
   const sha256 = props.get(PROP_SHA256)
+  const format = props.get(PROP_FORMAT)
   await records.put(id, {
-    id, type: '', volume: ds.name, snapshot: snaps[0]!.name, size: toMiB(ds.volsize), status: 'complete', ...(sha256 ? { sha256 } : {}),
+    id, type: '', volume: ds.name, snapshot: snaps[0]!.name, size: toMiB(ds.volsize), status: 'complete',
+    ...(sha256 ? { sha256 } : {}), ...(format ? { format } : {}),
   })
   log.warn({ image: id }, 'adopted an image imported just before a crash')
 }
@@ -54,7 +56,7 @@ async function reconcile(zfs: Zfs, scope: Scope, db: Db, log: Logger): Promise<v
   const known = new Set((await records.values()).map((r) => r.volume))
   for (const ds of children) {
     const child = ds.name.slice(scope.images.length + 1)
-    if (child.startsWith(INCOMING_PREFIX)) {
+    if (TEMPORARY_PREFIXES.some((p) => child.startsWith(p))) {
       log.warn({ dataset: ds.name }, 'removing an interrupted import')
       await zfs.destroy(ds.name, { recursive: true })
     } else if (ds.type === 'volume' && !known.has(ds.name)) {

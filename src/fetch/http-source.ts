@@ -5,17 +5,19 @@
  */
 import http from 'node:http'
 import https from 'node:https'
-import { PassThrough, Readable } from 'node:stream'
 import { UpstreamError } from '../errors.js'
 
 export interface Source {
-  readonly body: Readable
+  /** The bytes, read once; iterating drives the download (backpressure), stopping early ends it. */
+  readonly body: AsyncIterable<Buffer>
   /** From Content-Length (of the whole body, also for a 206), when given. */
   readonly size: number | undefined
   /** From X-Image-Sha256, when the image service sends it. */
   readonly sha256: string | undefined
   readonly etag: string | undefined
   readonly acceptRanges: boolean
+  /** Give up on the body (a body never iterated would hold its connection until the idle timeout). */
+  abandon(): void
 }
 
 export interface OpenOptions {
@@ -61,11 +63,12 @@ export function openSource(url: string, o: OpenOptions): Promise<Source> {
       const sha = res.headers['x-image-sha256']
       const etag = res.headers.etag
       resolve({
-        body: upstreamBody(res, url),
+        body: chunksOf(res, url),
         size: Number.isSafeInteger(size) ? size : undefined,
         sha256: typeof sha === 'string' ? sha.toLowerCase() : undefined,
         etag: typeof etag === 'string' ? etag : undefined,
         acceptRanges: res.headers['accept-ranges'] === 'bytes',
+        abandon: () => { if (!res.complete) res.destroy() },
       })
     })
     req.on('timeout', () => {
@@ -79,19 +82,19 @@ export function openSource(url: string, o: OpenOptions): Promise<Source> {
 }
 
 /**
- * The response body, with its failures as UpstreamErrors that say how far it
- * got, and a connection closed before the end treated as a failure rather
- * than a short but "complete" body.
+ * The response body's chunks, its failures as UpstreamErrors that say how far
+ * it got, and a connection closed before the end treated as a failure rather
+ * than a short but "complete" body. A generator, not another stream stage:
+ * under emulation every stage a chunk passes through costs.
  */
-function upstreamBody(res: http.IncomingMessage, url: string): Readable {
-  const out = new PassThrough()
+async function* chunksOf(res: http.IncomingMessage, url: string): AsyncGenerator<Buffer> {
   let bytes = 0
-  res.on('data', (c: Buffer) => { bytes += c.length })
-  const fail = (why: string) => out.destroy(new UpstreamError(`image source ${url}: ${why} after ${bytes} bytes`))
-  res.on('error', (e) => (e instanceof UpstreamError ? out.destroy(e) : fail(e.message)))
-  res.on('close', () => { if (!res.complete && !out.destroyed) fail('connection closed early') })
-  res.pipe(out)
-  return out
+  try {
+    for await (const c of res) { bytes += (c as Buffer).length; yield c as Buffer }
+  } catch (e) {
+    throw e instanceof UpstreamError ? e : new UpstreamError(`image source ${url}: ${(e as Error).message} after ${bytes} bytes`, { cause: e })
+  }
+  if (!res.complete) throw new UpstreamError(`image source ${url}: connection closed early after ${bytes} bytes`)
 }
 
 export interface ResumableSource extends Source {
@@ -113,8 +116,8 @@ export async function openResumableSource(url: string, o: OpenOptions & { maxRes
   const maxResumes = o.maxResumes ?? 5
   let offset = 0
   let resumes = 0
+  let cur: Source = first
   async function* bytes(): AsyncGenerator<Buffer> {
-    let cur: Source = first
     for (;;) {
       try {
         for await (const c of cur.body) { offset += (c as Buffer).length; yield c as Buffer }
@@ -140,11 +143,11 @@ export async function openResumableSource(url: string, o: OpenOptions & { maxRes
         }
         cur = reopened
         if (first.etag && cur.etag && cur.etag !== first.etag) {
-          cur.body.destroy()
+          cur.abandon()
           throw new UpstreamError(`image source ${url}: the image changed while it was being fetched (ETag ${first.etag} → ${cur.etag})`)
         }
       }
     }
   }
-  return { ...first, body: Readable.from(bytes()), resumes: () => resumes, delivered: () => offset }
+  return { ...first, body: bytes(), abandon: () => cur.abandon(), resumes: () => resumes, delivered: () => offset }
 }

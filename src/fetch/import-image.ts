@@ -1,16 +1,27 @@
 /**
- * One image import: source body → (gunzip) → sha256 → `zfs receive` into a
- * temporary dataset → verify → `zfs rename` into place. The rename is the
- * commit point: a crash before it leaves only an `_incoming-` dataset, which
- * start-up removes; nothing half-received ever carries the image's name.
+ * One image import: source body → sha256 → (gunzip) → by payload format:
+ *   zfs send stream → `zfs receive` into a temporary dataset;
+ *   raw disk image  → written into a new temporary zvol, then snapshotted;
+ *   qcow2           → spooled into a scratch zvol, converted by qemu-img into
+ *                     a new temporary zvol, then snapshotted;
+ * → verify → `zfs rename` into place. The rename is the commit point: a crash
+ * before it leaves only `_incoming-`/`_spool-` datasets, which start-up
+ * removes; nothing half-written ever carries the image's name.
  */
 import { createHash } from 'node:crypto'
-import { PassThrough, Readable, Transform, pipeline } from 'node:stream'
+import { pipeline } from 'node:stream'
 import { createGunzip } from 'node:zlib'
 import { UpstreamError } from '../errors.js'
 import { DatasetBusyError, DatasetNotFoundError, type Zfs } from '../zfs/index.js'
+import { decideFormat, isGzip, SNIFF_BYTES, type PayloadFormat } from './payload.js'
+import { waitForDevice, writeToDevice } from './device-write.js'
+import { qcow2Check, qcow2Info, qcow2ToDevice } from './qemu-img.js'
 
 export const INCOMING_PREFIX = '_incoming-'
+/** A qcow2 image's bytes while they wait for conversion. */
+export const SPOOL_PREFIX = '_spool-'
+/** Datasets under images/ that only an import in progress may own. */
+export const TEMPORARY_PREFIXES = [INCOMING_PREFIX, SPOOL_PREFIX] as const
 
 /**
  * User properties set on a verified import just before the rename. A dataset
@@ -19,6 +30,18 @@ export const INCOMING_PREFIX = '_incoming-'
  */
 export const PROP_IMAGE = 'mistify:image'
 export const PROP_SHA256 = 'mistify:sha256'
+export const PROP_FORMAT = 'mistify:format'
+
+/** The snapshot a raw or qcow2 image gets (a zfs stream brings its own). */
+export const DISK_IMAGE_SNAPSHOT = 'image'
+
+/**
+ * Largest raw or qcow2 payload. Its zvol is created sparse at this size
+ * (the size of a gzipped body is not known up front) and shrunk to fit.
+ */
+export const MAX_DISK_IMAGE_BYTES = 2 ** 40
+/** Multiple of every volblocksize a zvol gets by default: a valid volsize whatever the pool's default. */
+const VOLSIZE_STEP = 128 * 1024
 
 export interface Imported {
   readonly volume: string
@@ -26,84 +49,136 @@ export interface Imported {
   readonly volsize: number
   readonly sha256: string
   readonly bytes: number
+  readonly format: PayloadFormat
 }
 
-/**
- * The body, gunzipped when its first bytes are the gzip magic. Peeks through
- * the async iterator rather than unshift(): a short body may have ended by
- * the time we would push the bytes back.
- */
-async function maybeGunzip(body: Readable): Promise<Readable> {
-  const it = body[Symbol.asyncIterator]()
-  const first = await it.next()
-  if (first.done) throw new UpstreamError('image source sent an empty body')
-  const head = first.value as Buffer
-  const rest = Readable.from((async function* () {
-    yield head
-    for (let r = await it.next(); !r.done; r = await it.next()) yield r.value as Buffer
-  })(), { objectMode: false })
-  return head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b ? rest.pipe(createGunzipErrorsForwarded(rest)) : rest
-}
-
-/** A gunzip whose input's errors reach its output (pipe() alone would drop them). */
-function createGunzipErrorsForwarded(src: Readable) {
-  const gz = createGunzip()
-  src.once('error', (e) => gz.destroy(e))
-  return gz
+/** The first `n` bytes of `src` (fewer if it is shorter) and all of its bytes again, as one iterable. */
+async function peek(src: AsyncIterable<Buffer>, n: number): Promise<{ head: Buffer; all: AsyncIterable<Buffer> }> {
+  const it = src[Symbol.asyncIterator]()
+  const seen: Buffer[] = []
+  let have = 0
+  let ended = false
+  while (have < n) {
+    const r = await it.next()
+    if (r.done) { ended = true; break }
+    seen.push(r.value)
+    have += r.value.length
+  }
+  async function* all(): AsyncGenerator<Buffer> {
+    try {
+      yield* seen
+      if (ended) return
+      for (let r = await it.next(); !r.done; r = await it.next()) yield r.value
+    } finally {
+      await it.return?.() // a consumer that stops early ends the source too
+    }
+  }
+  return { head: Buffer.concat(seen), all: all() }
 }
 
 export async function importImage(o: {
   zfs: Zfs
   imagesRoot: string
   id: string
-  body: Readable
-  signal?: AbortSignal
+  body: AsyncIterable<Buffer>
+  signal?: AbortSignal | undefined
   /** sha256 of the bytes as served (before any gunzip), when known. */
   expectedSha256?: string | undefined
   /** Length of the body as served, when known. */
   expectedBytes?: number | undefined
+  /** What the caller says the bytes are; otherwise told by their first bytes. */
+  format?: PayloadFormat | undefined
+  /** qemu-img binary (tests point this elsewhere). */
+  qemuImg?: string | undefined
 }): Promise<Imported> {
-  const { zfs } = o
-  const temp = `${o.imagesRoot}/${INCOMING_PREFIX}${o.id}`
-  const final = `${o.imagesRoot}/${o.id}`
+  const { zfs, id } = o
+  const temp = `${o.imagesRoot}/${INCOMING_PREFIX}${id}`
+  const spool = `${o.imagesRoot}/${SPOOL_PREFIX}${id}`
+  const final = `${o.imagesRoot}/${id}`
   const x = o.signal ? { signal: o.signal } : {}
   // A leftover from a crashed attempt must not block this one (the original's bug 9).
-  if (await zfs.findDataset(temp)) await zfs.destroy(temp, { recursive: true })
+  for (const ds of [temp, spool]) if (await zfs.findDataset(ds)) await zfs.destroy(ds, { recursive: true })
+
+  // Hash and count the bytes as served: that is what the image service's checksum covers.
   const hash = createHash('sha256')
   let bytes = 0
-  const tap = new Transform({
-    transform(chunk: Buffer, _enc, cb) { hash.update(chunk); bytes += chunk.length; cb(null, chunk) },
-  })
-  try {
-    // Hash and count the bytes as served: that is what the image service's checksum covers.
-    const served = pipeline(o.body, tap, new PassThrough(), () => {})
-    const stream = await maybeGunzip(served)
-    // One pipeline so a source failure destroys everything down to zfs's stdin.
-    const feed = pipeline(stream, new PassThrough(), () => {})
-    await zfs.receive(temp, feed, { noMount: true }, x)
+  async function* served(): AsyncGenerator<Buffer> {
+    for await (const c of o.body) { hash.update(c); bytes += c.length; yield c }
+  }
+  const checkServed = () => {
     const sha256 = hash.digest('hex')
     if (o.expectedBytes !== undefined && o.expectedBytes !== bytes) {
-      throw new UpstreamError(`image ${o.id}: expected ${o.expectedBytes} bytes, got ${bytes}`)
+      throw new UpstreamError(`image ${id}: expected ${o.expectedBytes} bytes, got ${bytes}`)
     }
     if (o.expectedSha256 && o.expectedSha256 !== sha256) {
-      throw new UpstreamError(`image ${o.id}: checksum mismatch (expected sha256 ${o.expectedSha256}, got ${sha256})`)
+      throw new UpstreamError(`image ${id}: checksum mismatch (expected sha256 ${o.expectedSha256}, got ${sha256})`)
     }
-    const dataset = await zfs.getDataset(temp, x)
-    if (dataset.type !== 'volume') throw new UpstreamError(`image ${o.id}: the stream holds a ${dataset.type}, not a volume`)
-    const snaps = await zfs.listDatasets({ types: ['snapshot'], roots: [temp], depth: 1 }, x)
-    if (snaps.length !== 1) throw new UpstreamError(`image ${o.id}: the stream must hold exactly one snapshot, it held ${snaps.length}`)
-    const snapName = snaps[0]!.name.slice(temp.length + 1)
-    await zfs.setProps(temp, { [PROP_IMAGE]: o.id, [PROP_SHA256]: sha256 }, x)
+    return sha256
+  }
+
+  try {
+    const body = await peek(served(), 2)
+    if (body.head.length === 0) throw new UpstreamError('image source sent an empty body')
+    // pipeline() so a source failure destroys the gunzip, and a gunzip failure ends the source.
+    const decoded: AsyncIterable<Buffer> = isGzip(body.head) ? pipeline(body.all, createGunzip(), () => {}) : body.all
+    const payload = await peek(decoded, SNIFF_BYTES)
+    const format = decideFormat(id, payload.head, o.format)
+    let snapName = DISK_IMAGE_SNAPSHOT
+    let volsize: number
+    if (format === 'zfs') {
+      await zfs.receive(temp, payload.all, { noMount: true }, x)
+      ;({ snapName, volsize } = await onlySnapshot(zfs, id, temp, x))
+    } else {
+      await createScratchVolume(zfs, temp, x)
+      if (format === 'raw') {
+        const n = await writeToDevice(`/dev/zvol/${temp}`, payload.all, { limit: MAX_DISK_IMAGE_BYTES, what: `image ${id}`, signal: o.signal })
+        if (n === 0) throw new UpstreamError(`image ${id}: the disk image is empty`)
+        volsize = roundUp(n, VOLSIZE_STEP)
+        await zfs.setProps(temp, { volsize: String(volsize) }, x)
+      } else {
+        await createScratchVolume(zfs, spool, x)
+        const n = await writeToDevice(`/dev/zvol/${spool}`, payload.all, { limit: MAX_DISK_IMAGE_BYTES, what: `image ${id}`, signal: o.signal })
+        // Shrunk to the bytes received, so qemu-img sees a truncated image end where it ends, not zeros to 1 TiB.
+        await zfs.setProps(spool, { volsize: String(roundUp(n, VOLSIZE_STEP)) }, x)
+        const info = await qcow2Info(`/dev/zvol/${spool}`, { bin: o.qemuImg, signal: o.signal })
+        await qcow2Check(`/dev/zvol/${spool}`, { bin: o.qemuImg, signal: o.signal })
+        volsize = roundUp(info.virtualSize, VOLSIZE_STEP)
+        await zfs.setProps(temp, { volsize: String(volsize) }, x)
+        await qcow2ToDevice(`/dev/zvol/${spool}`, `/dev/zvol/${temp}`, { bin: o.qemuImg, signal: o.signal })
+        await destroyTemporary(zfs, spool)
+      }
+    }
+    const sha256 = checkServed()
+    if (format !== 'zfs') await zfs.snapshot(`${temp}@${snapName}`, {}, x)
+    await zfs.setProps(temp, { [PROP_IMAGE]: id, [PROP_SHA256]: sha256, [PROP_FORMAT]: format }, x)
     await zfs.rename(temp, final, {}, x) // the commit point
-    return { volume: final, snapshot: `${final}@${snapName}`, volsize: dataset.volsize ?? 0, sha256, bytes }
+    return { volume: final, snapshot: `${final}@${snapName}`, volsize, sha256, bytes, format }
   } catch (e) {
     await destroyTemporary(zfs, temp)
+    await destroyTemporary(zfs, spool)
     throw e
   }
 }
 
+const roundUp = (n: number, step: number) => Math.ceil(n / step) * step
+
+/** A sparse zvol as big as any disk image may be, its device ready to write. */
+async function createScratchVolume(zfs: Zfs, name: string, x: { signal?: AbortSignal }): Promise<void> {
+  await zfs.createVolume(name, MAX_DISK_IMAGE_BYTES, { sparse: true }, x)
+  await waitForDevice(`/dev/zvol/${name}`, x)
+}
+
+/** A received stream must be one volume with exactly one snapshot: its name, and the volume's size. */
+async function onlySnapshot(zfs: Zfs, id: string, temp: string, x: { signal?: AbortSignal }): Promise<{ snapName: string; volsize: number }> {
+  const dataset = await zfs.getDataset(temp, x)
+  if (dataset.type !== 'volume') throw new UpstreamError(`image ${id}: the stream holds a ${dataset.type}, not a volume`)
+  const snaps = await zfs.listDatasets({ types: ['snapshot'], roots: [temp], depth: 1 }, x)
+  if (snaps.length !== 1) throw new UpstreamError(`image ${id}: the stream must hold exactly one snapshot, it held ${snaps.length}`)
+  return { snapName: snaps[0]!.name.slice(temp.length + 1), volsize: dataset.volsize ?? 0 }
+}
+
 /**
- * Destroy a failed import's temporary. A zvol that was just received may
+ * Destroy a failed import's temporary. A zvol that was just created may
  * still be open (udev probes new /dev/zd* devices): 'busy' is retried.
  * What still fails is left to start-up's reconcile, which removes it.
  */

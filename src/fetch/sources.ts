@@ -3,7 +3,6 @@
  * only way), an http(s) URL, or a local file:// path.
  */
 import { createReadStream } from 'node:fs'
-import { Transform, pipeline } from 'node:stream'
 import { stat } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { InvalidParamsError, UpstreamError } from '../errors.js'
@@ -30,8 +29,9 @@ export async function openImageSource(u: URL, o: { signal: AbortSignal; idleTime
   const st = await stat(path).catch((e: Error) => { throw new UpstreamError(`source ${u}: ${e.message}`) })
   if (!st.isFile()) throw new UpstreamError(`source ${u}: not a regular file`)
   let bytes = 0
-  // Count in a transform: a 'data' listener would start the flow before anyone reads.
-  const counter = new Transform({ transform(c: Buffer, _e, cb) { bytes += c.length; cb(null, c) } })
-  const body = pipeline(createReadStream(path, { signal: o.signal }), counter, () => {})
-  return { body, size: st.size, sha256: undefined, etag: undefined, acceptRanges: false, delivered: () => bytes }
+  async function* body(): AsyncGenerator<Buffer> {
+    for await (const c of createReadStream(path, { signal: o.signal, highWaterMark: 1 << 20 })) { bytes += (c as Buffer).length; yield c as Buffer }
+  }
+  // The file is opened only when the body is read: nothing to abandon before that.
+  return { body: body(), size: st.size, sha256: undefined, etag: undefined, acceptRanges: false, abandon: () => {}, delivered: () => bytes }
 }

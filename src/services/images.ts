@@ -2,11 +2,16 @@
 import { BusyError, ConflictError, InvalidParamsError, NotFoundError } from '../errors.js'
 import { openImageSource, sourceUrl } from '../fetch/sources.js'
 import { importImage } from '../fetch/import-image.js'
+import { parseDeclaredFormat, type PayloadFormat } from '../fetch/payload.js'
 import { getExisting } from './lookup.js'
 import { imageWire, toMiB, volumeWire, type ImageRecord, type WireImage, type WireVolume } from './shapes.js'
 import { cloneStrict, type Deps } from './deps.js'
 
-export interface ImageRequest { id: string; type: string; dest: string; source: string; async?: boolean }
+export interface ImageRequest {
+  id: string; type: string; dest: string; source: string; async?: boolean
+  /** RequestImage: what the bytes are (zfs, raw, qcow2); empty to tell by the bytes. */
+  format?: string
+}
 
 /** How often a running fetch writes its progress to the record. */
 const PROGRESS_EVERY_MS = 1000
@@ -41,13 +46,13 @@ export function createImageService(d: Deps) {
    * an async caller asked; a synchronous caller gets the error itself and,
    * as with the original, no record stays behind.
    */
-  function fetchImage(id: string, source: string, async: boolean): Promise<ImageRecord> {
+  function fetchImage(id: string, source: string, async: boolean, format: PayloadFormat | undefined): Promise<ImageRecord> {
     if (async) watched.add(id)
     const url = sourceUrl(d.config.imageServer, id, source)
     const shown = url.protocol === 'file:' ? url.toString() : url.toString().replace(/\/\/[^@/]*@/, '//') // no credentials in records
     return fetches.run(id, async (signal) => {
       try {
-        const rec = await importFrom(id, url, shown, signal)
+        const rec = await importFrom(id, url, shown, format, signal)
         watched.delete(id)
         return rec
       } catch (err) {
@@ -62,7 +67,7 @@ export function createImageService(d: Deps) {
   }
 
   /** One import, its progress written to the record as it goes. */
-  async function importFrom(id: string, url: URL, shown: string, signal: AbortSignal): Promise<ImageRecord> {
+  async function importFrom(id: string, url: URL, shown: string, format: PayloadFormat | undefined, signal: AbortSignal): Promise<ImageRecord> {
     const src = await openImageSource(url, { signal, idleTimeoutMs: d.config.fetchIdleTimeoutMs })
     const total = src.size ?? null
     const progress = () => records.put(id, { ...base(id, shown, 'downloading'), progress: { bytes: src.delivered(), total } })
@@ -71,17 +76,18 @@ export function createImageService(d: Deps) {
     const timer = setInterval(() => { last = progress().catch(() => {}) }, PROGRESS_EVERY_MS)
     try {
       const got = await importImage({
-        zfs, imagesRoot: scope.images, id, body: src.body, signal, expectedSha256: src.sha256, expectedBytes: src.size,
+        zfs, imagesRoot: scope.images, id, body: src.body, signal, expectedSha256: src.sha256, expectedBytes: src.size, format,
       })
       clearInterval(timer)
       await last // a progress write must not land after the final one
       const rec: ImageRecord = {
-        id, type: '', volume: got.volume, snapshot: got.snapshot, size: toMiB(got.volsize), status: 'complete', source: shown, sha256: got.sha256,
+        id, type: '', volume: got.volume, snapshot: got.snapshot, size: toMiB(got.volsize), status: 'complete', source: shown, sha256: got.sha256, format: got.format,
       }
       await records.put(id, rec)
       return rec
     } finally {
       clearInterval(timer)
+      src.abandon() // a failed import may not have read the body to its end
     }
   }
 
@@ -103,10 +109,11 @@ export function createImageService(d: Deps) {
     async requestImage(p: ImageRequest): Promise<{ images: WireImage[] }> {
       if (!p.id) throw new InvalidParamsError('need id')
       scope.imageDataset(p.id) // the id becomes a dataset name: check it first
+      const format = parseDeclaredFormat(p.format)
       const have = await records.get(p.id)
       if (have?.status === 'complete') return { images: [imageWire(have)] }
       const joining = fetches.has(p.id) && (have?.status === 'pending' || have?.status === 'downloading')
-      const job = fetchImage(p.id, p.source ?? '', p.async === true)
+      const job = fetchImage(p.id, p.source ?? '', p.async === true, format)
       if (p.async) {
         job.catch(() => {}) // the outcome lands in the record
         return { images: [imageWire(joining ? have : base(p.id, p.source ?? '', 'pending'))] }

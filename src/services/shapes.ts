@@ -22,6 +22,8 @@ export interface ImageRecord {
   /** Where it came from, and its digest when known. */
   readonly source?: string
   readonly sha256?: string
+  /** What the image arrived as: a zfs send stream, a raw disk image or qcow2. */
+  readonly format?: string
   /** While downloading: bytes so far and the total when known. */
   readonly progress?: { readonly bytes: number; readonly total: number | null }
   /** Why the last fetch failed (status 'error'). */
@@ -30,11 +32,12 @@ export interface ImageRecord {
 
 /**
  * The rpc.Image struct, plus `progress` and `error` while a fetch runs or
- * after it failed: the Go client ignores keys it does not know.
+ * after it failed, and `format` once imported: the Go client ignores keys
+ * it does not know.
  */
 export interface WireImage {
   id: string; type: string; volume?: string; snapshot?: string; size: number; status?: string
-  progress?: { bytes: number; total: number | null }; error?: string
+  progress?: { bytes: number; total: number | null }; error?: string; format?: string
 }
 export interface WireVolume { id: string; size: number; device: string }
 export interface WireSnapshot { id: string; size: number }
@@ -47,6 +50,7 @@ export function imageWire(r: ImageRecord): WireImage {
   if (r.status) out.status = r.status
   if (r.progress && r.status === 'downloading') out.progress = { bytes: r.progress.bytes, total: r.progress.total }
   if (r.error && r.status === 'error') out.error = r.error
+  if (r.format && r.status === 'complete') out.format = r.format
   return out
 }
 

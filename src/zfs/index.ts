@@ -49,7 +49,7 @@ export interface Zfs {
   /** What a resume token names, decoded by zfs itself (so a corrupt one is refused). */
   describeResumeToken(token: string, x?: ExecOptions): Promise<{ toname: string; fromguid: string | undefined; size: number }>
   /** Pipe `input` into `zfs receive`; rejects with zfs's error, or the input's. */
-  receive(name: string, input: Readable, o?: ReceiveOptions, x?: ExecOptions): Promise<void>
+  receive(name: string, input: Readable | AsyncIterable<Buffer>, o?: ReceiveOptions, x?: ExecOptions): Promise<void>
   receiveAbort(name: string, x?: ExecOptions): Promise<void>
   hold(tag: string, snap: string, o?: { recursive?: boolean }, x?: ExecOptions): Promise<void>
   release(tag: string, snap: string, o?: { recursive?: boolean }, x?: ExecOptions): Promise<void>

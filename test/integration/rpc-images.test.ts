@@ -24,7 +24,7 @@ for (const dialect of dialects) {
       t.equal((await call('RequestImage', {})).error, 'need id')
       t.match((await call('RequestImage', { id: 'asdf' })).error, /^unexpected http response code: expected 200, received 404, url: http:\/\/127\.0\.0\.1:\d+\/images\/asdf\/download$/)
       const ok = await call('RequestImage', { id: IMAGE_ID })
-      t.same(ok.result, { images: [{ id: IMAGE_ID, type: '', volume: `${a.pool}/images/${IMAGE_ID}`, snapshot: `${a.pool}/images/${IMAGE_ID}@test`, size: 4, status: 'complete' }] })
+      t.same(ok.result, { images: [{ id: IMAGE_ID, type: '', volume: `${a.pool}/images/${IMAGE_ID}`, snapshot: `${a.pool}/images/${IMAGE_ID}@test`, size: 4, status: 'complete', format: 'zfs' }] })
       const again = await call('RequestImage', { id: IMAGE_ID })
       t.same(again.result, ok.result, 'already fetched: the same record')
       t.equal(a.images.hits.get(`/images/${IMAGE_ID}/download`), 1, 'no second download')
@@ -48,10 +48,17 @@ for (const dialect of dialects) {
         t.equal((await call('GetImage', { id })).error, 'not found', `${id}: no record`)
         t.same(zfsNames(`${a.pool}/images`).filter((n) => n.includes(id)), [], `${id}: no dataset left`)
       }
-      a.images.routes.set('/images/junk/download', randomBytes(200 * 1024))
-      await check('junk', /invalid stream|bad magic/)
-      a.images.routes.set('/images/gzjunk/download', gzipSync(randomBytes(100 * 1024)))
-      await check('gzjunk', /invalid stream|bad magic/)
+      // No signature (0x55AA at 510 would make random bytes a "raw disk"): refused before zfs runs.
+      const junk = randomBytes(200 * 1024)
+      junk[510] = 0
+      a.images.routes.set('/images/junk/download', junk)
+      await check('junk', /not a zfs send stream, qcow2 or raw disk image/)
+      a.images.routes.set('/images/gzjunk/download', gzipSync(junk.subarray(0, 100 * 1024)))
+      await check('gzjunk', /not a zfs send stream, qcow2 or raw disk image/)
+      // A stream whose header is right and whose body is garbage: zfs itself refuses it.
+      const broken = Buffer.concat([makeZvolStream(a.pool).subarray(0, 1024), randomBytes(64 * 1024)])
+      a.images.routes.set('/images/badbody/download', broken)
+      await check('badbody', /invalid stream|bad magic|checksum mismatch|incomplete stream|cannot receive/)
       a.images.routes.set('/images/fs/download', makeZvolStream(a.pool, { filesystem: true }))
       await check('fs', /holds a filesystem, not a volume/)
       a.images.routes.set('/images/two/download', makeZvolStream(a.pool, { snapshots: ['a', 'b'], replicate: true }))
@@ -159,6 +166,7 @@ t.test('restart reconciles ZFS with the records', async (t) => {
   await a.call('v1', 'RequestImage', { id: IMAGE_ID })
   // A crash mid-import leaves a temporary; an operator deletes an image behind our back.
   sh('zfs', ['create', '-V', '1M', `${a.pool}/images/_incoming-zzz`])
+  sh('zfs', ['create', '-s', '-V', '1T', `${a.pool}/images/_spool-zzz`]) // a qcow2 waiting for conversion
   sh('zfs', ['destroy', '-r', `${a.pool}/images/${IMAGE_ID}`])
   await a.agent.close()
   const again = await restartAgent(t, a)
