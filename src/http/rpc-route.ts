@@ -9,7 +9,7 @@
  * response is written. Batch calls run one after another, in order.
  */
 import type Koa from 'koa'
-import type { IncomingMessage } from 'node:http'
+import { BodyTooLarge, readBody } from './body.js'
 import type { MethodTable } from '../rpc/method.js'
 import { checkContentType, parseRequest, type PreparedCall } from '../rpc/protocol.js'
 import { wireError, type Dialect, type WireError } from '../rpc/error-codes.js'
@@ -24,34 +24,6 @@ export interface RpcRouteOptions {
   log?: (obj: object, msg: string) => void
   /** Largest request body accepted; more gets 413. Default 1 MiB. */
   maxBodyBytes?: number
-}
-
-class BodyTooLarge extends Error {}
-
-/**
- * Read the whole body, up to `limit` bytes. Over the limit we stop keeping
- * data but keep draining (so the 413 can still be written) and close the
- * connection after the answer.
- */
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = []
-    let size = 0
-    const cleanup = () => { req.off('data', onData); req.off('end', onEnd); req.off('error', onError); req.off('close', onClose) }
-    const onData = (c: Buffer) => {
-      size += c.length
-      if (size > limit) { cleanup(); req.resume(); reject(new BodyTooLarge()); return }
-      chunks.push(c)
-    }
-    const onEnd = () => { cleanup(); resolve(Buffer.concat(chunks, size)) }
-    const onError = (e: Error) => { cleanup(); reject(e) }
-    // 'close' before 'end': the client hung up mid-body.
-    const onClose = () => { cleanup(); reject(new Error('request closed before its end')) }
-    req.on('data', onData)
-    req.on('end', onEnd)
-    req.on('error', onError)
-    req.on('close', onClose)
-  })
 }
 
 export function rpcRoute(methods: MethodTable, opts: RpcRouteOptions = {}): Koa.Middleware {
@@ -91,7 +63,7 @@ export function rpcRoute(methods: MethodTable, opts: RpcRouteOptions = {}): Koa.
       const declared = Number(ctx.get('Content-Length') || NaN)
       let body: Buffer
       try {
-        if (declared > limit) throw new BodyTooLarge()
+        if (declared > limit) throw new BodyTooLarge(limit)
         body = await readBody(ctx.req, limit)
       } catch (e) {
         if (!(e instanceof BodyTooLarge)) { ctx.status = 400; ctx.body = ''; return } // the client went away mid-body

@@ -13,8 +13,9 @@
  */
 import type Koa from 'koa'
 import type { Readable } from 'node:stream'
-import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { ServerResponse } from 'node:http'
 import { InvalidParamsError } from '../errors.js'
+import { BodyTooLarge, readBody } from './body.js'
 import { wireError } from '../rpc/error-codes.js'
 import { decodeParams } from '../rpc/decode.js'
 import { parseJson } from '../rpc/json.js'
@@ -26,17 +27,6 @@ export const DOWNLOAD_PATH = '/snapshots/download'
 const MAX_BODY = 64 * 1024
 
 type Downloads = Pick<ReturnType<typeof createDownloadService>, 'open'>
-
-async function readBody(req: IncomingMessage): Promise<string> {
-  let size = 0
-  const chunks: Buffer[] = []
-  for await (const c of req) {
-    size += (c as Buffer).length
-    if (size > MAX_BODY) throw new InvalidParamsError('request body too large')
-    chunks.push(c as Buffer)
-  }
-  return Buffer.concat(chunks).toString('utf8')
-}
 
 async function requestOf(ctx: Koa.Context): Promise<DownloadRequest> {
   if (ctx.method === 'GET' || ctx.method === 'HEAD') {
@@ -53,7 +43,12 @@ async function requestOf(ctx: Koa.Context): Promise<DownloadRequest> {
       recursive: flag('recursive'), intermediates: flag('intermediates'), compressed: flag('compressed'), raw: flag('raw'),
     }
   }
-  const value = parseJson(await readBody(ctx.req))
+  const body = await readBody(ctx.req, MAX_BODY).catch((e: unknown) => {
+    if (!(e instanceof BodyTooLarge)) throw e
+    ctx.set('Connection', 'close') // the rest of the body was drained, not read
+    throw new InvalidParamsError('request body too large')
+  })
+  const value = parseJson(body.toString('utf8'))
   return decodeParams(value, DOWNLOAD_REQUEST) as unknown as DownloadRequest
 }
 

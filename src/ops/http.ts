@@ -67,7 +67,11 @@ export function metricsRoute(metrics: () => Metrics | undefined): Koa.Middleware
 
 export interface HealthSource { pools(name?: undefined, x?: { signal?: AbortSignal; timeoutMs?: number }): Promise<Pool[]> }
 
-/** GET /healthz: 200 when the pool is ONLINE, 503 (with what we saw) otherwise. */
+/**
+ * GET /healthz: 200 when the pool is ONLINE, 200 `degraded` when it is
+ * DEGRADED (it still serves every request, as start-up accepts it; the body
+ * tells monitoring), 503 (with what we saw) otherwise.
+ */
 export function healthRoute(zfs: HealthSource, pool: () => string | undefined, timeoutMs = 10_000): Koa.Middleware {
   return async (ctx, next) => {
     if (ctx.path !== HEALTH_PATH || (ctx.method !== 'GET' && ctx.method !== 'HEAD')) return next()
@@ -77,9 +81,9 @@ export function healthRoute(zfs: HealthSource, pool: () => string | undefined, t
       const pools = await zfs.pools(undefined, { timeoutMs })
       const found = name === undefined ? pools[0] : pools.find((p) => p.name === name)
       const seen = { name: found?.name ?? name ?? '', health: found?.health ?? 'MISSING' }
-      const ok = found !== undefined && found.health === 'ONLINE'
-      ctx.status = ok ? 200 : 503
-      ctx.body = { status: ok ? 'ok' : 'unhealthy', pool: seen }
+      const status = found?.health === 'ONLINE' ? 'ok' : found?.health === 'DEGRADED' ? 'degraded' : 'unhealthy'
+      ctx.status = status === 'unhealthy' ? 503 : 200
+      ctx.body = { status, pool: seen }
     } catch (e) {
       ctx.status = 503
       ctx.body = { status: 'error', pool: { name: name ?? '', health: 'UNKNOWN' }, error: (e as Error).message }

@@ -1,7 +1,7 @@
 /** ListSnapshots, GetSnapshot, CreateSnapshot, DeleteSnapshot, RollbackSnapshot, and the download's resolver. */
 import { ConflictError, InvalidParamsError } from '../errors.js'
 import { names, type Dataset } from '../zfs/index.js'
-import { lookup, NEED_AN_ID } from './lookup.js'
+import { lookup } from './lookup.js'
 import { snapshotWire, type WireSnapshot } from './shapes.js'
 import type { Deps } from './deps.js'
 
@@ -67,8 +67,7 @@ export function createSnapshotService(d: Deps) {
      * something was cloned from them.
      */
     async rollbackSnapshot(p: SnapshotRequest): Promise<{ snapshots: WireSnapshot[] }> {
-      if (!p.id) throw new InvalidParamsError(NEED_AN_ID)
-      const snap = await getSnapshot(p.id)
+      const snap = await getSnapshot(p.id) // 'need an id' comes from lookup
       const targets = await family(snap, p.recursive)
       const { dataset: top } = names.splitSnapshotName(snap.name)
       const all = await zfs.listDatasets({ types: ['snapshot'], roots: [top], ...(p.recursive ? {} : { depth: 1 }) })

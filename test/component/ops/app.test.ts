@@ -34,15 +34,19 @@ function req(target: { url: string; socket?: string }, method: string, path: str
 }
 const rpcBody = (method: string, params: object = {}) => JSON.stringify({ jsonrpc: '2.0', method, params, id: 1 })
 
-t.test('/healthz reports the pool: 200 ONLINE, 503 otherwise', async (t) => {
+t.test('/healthz reports the pool: 200 ONLINE or DEGRADED (it still serves), 503 otherwise', async (t) => {
   const a = await startFakeAgent(t)
   let r = await req(a, 'GET', '/healthz')
   t.equal(r.status, 200)
   t.same(JSON.parse(r.body.toString()), { status: 'ok', pool: { name: 'tank', health: 'ONLINE' } })
   a.poolHealth = 'DEGRADED'
   r = await req(a, 'GET', '/healthz')
+  t.equal(r.status, 200)
+  t.same(JSON.parse(r.body.toString()), { status: 'degraded', pool: { name: 'tank', health: 'DEGRADED' } })
+  a.poolHealth = 'FAULTED'
+  r = await req(a, 'GET', '/healthz')
   t.equal(r.status, 503)
-  t.same(JSON.parse(r.body.toString()), { status: 'unhealthy', pool: { name: 'tank', health: 'DEGRADED' } })
+  t.same(JSON.parse(r.body.toString()), { status: 'unhealthy', pool: { name: 'tank', health: 'FAULTED' } })
   a.poolHealth = 'ERROR'
   r = await req(a, 'GET', '/healthz')
   t.equal(r.status, 503)
