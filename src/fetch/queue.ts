@@ -33,7 +33,9 @@ export function createFetchQueue(o: { concurrency: number; maxPending: number })
       if (closed) return Promise.reject(new BusyError('fetcher quit'))
       const joined = inflight.get(key)
       if (joined) return joined as Promise<T>
-      if (waiting.size >= o.maxPending) {
+      // Waiting for a slot that is free already is not waiting: only the excess counts against maxPending.
+      const free = Math.max(0, o.concurrency - queue.pending)
+      if (waiting.size >= o.maxPending + free) {
         return Promise.reject(new BusyError(`busy: ${queue.pending} fetches running and ${waiting.size} waiting, try again later`))
       }
       const p = new Promise<T>((resolve, reject) => {

@@ -40,8 +40,19 @@ export function makeZvolStream(pool: string, o: { sizeMiB?: number; snapshots?: 
   const args = ['send', ...(o.replicate ? ['-R'] : []), `${ds}@${snaps.at(-1)}`]
   // Small test streams only: held in memory.
   const stream = execFileSync('zfs', args, { maxBuffer: 1 << 30, env: { ...process.env, LC_ALL: 'C' } })
-  sh('zfs', ['destroy', '-r', ds])
+  destroyWhenFree(ds)
   return stream
+}
+
+/** `zfs destroy -r`, retried while udev still holds a zvol it was told about just now. */
+export function destroyWhenFree(ds: string): void {
+  for (let attempt = 1; ; attempt++) {
+    try { sh('zfs', ['destroy', '-r', ds]); return } catch (e) {
+      if (attempt >= 10 || !/dataset is busy/.test(String((e as Error).message))) throw e
+      settle()
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200 * attempt)
+    }
+  }
 }
 
 type Route = Buffer | ((res: import('node:http').ServerResponse, req: import('node:http').IncomingMessage) => void)

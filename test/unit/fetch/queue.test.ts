@@ -57,3 +57,15 @@ t.test('a failing task rejects every sharer and frees the key', async (t) => {
   await Promise.all([t.rejects(q.run('x', boom), /boom/), t.rejects(q.run('x', boom), /boom/)])
   t.equal(await q.run('x', async () => 'ok'), 'ok')
 })
+
+t.test('maxPending 0: a free slot still takes a fetch; only waiting is refused', async (t) => {
+  const q = createFetchQueue({ concurrency: 2, maxPending: 0 })
+  const gate = deferred()
+  const a = q.run('a', async () => { await gate.promise; return 'a' })
+  const b = q.run('b', async () => { await gate.promise; return 'b' })
+  await new Promise((r) => setImmediate(r))
+  await t.rejects(q.run('c', async () => 'c'), BusyError, 'both slots busy and no waiting allowed')
+  gate.resolve()
+  t.same(await Promise.all([a, b]), ['a', 'b'])
+  t.equal(await q.run('d', async () => 'd'), 'd', 'free again')
+})
