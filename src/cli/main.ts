@@ -22,7 +22,8 @@ const HELP = `usage: mistify-image [--url URL] [--socket PATH] [--token TOKEN] [
 commands:
   images list                      list images
   images show ID                   one image
-  images fetch ID                  fetch an image from the image service (waits until imported)
+  images fetch ID [--source URL] [--format zfs|raw|qcow2]
+                                   fetch an image (default from the image service; waits until imported)
   images delete ID                 delete an image
   clone ID DEST                    clone an image into a guest disk (DEST e.g. guests/g1/disk-0)
   snapshot create ID NAME [-r]     snapshot dataset ID as ID@NAME (-r: with descendants)
@@ -57,13 +58,15 @@ export interface Options {
   recursive: boolean
   destroyMoreRecent: boolean
   output: string | undefined
+  source: string | undefined
+  format: string | undefined
   args: string[]
 }
 
 export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv): Options {
   const o: Options = {
     url: env.MISTIFY_URL || DEFAULT_URL, socket: env.MISTIFY_SOCKET || undefined, token: env.MISTIFY_TOKEN || undefined,
-    json: false, help: false, recursive: false, destroyMoreRecent: false, output: undefined, args: [],
+    json: false, help: false, recursive: false, destroyMoreRecent: false, output: undefined, source: undefined, format: undefined, args: [],
   }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!
@@ -84,6 +87,8 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv): Opti
       case '-r': case '--recursive': o.recursive = true; break
       case '--destroy-more-recent': o.destroyMoreRecent = true; break
       case '-o': case '--output': o.output = value(); break
+      case '--source': o.source = value(); break
+      case '--format': o.format = value(); break
       case '--': o.args.push(...argv.slice(i + 1)); i = argv.length; break
       default:
         if (a.startsWith('-') && a !== '-') throw new UsageError(`unknown option ${a}`)
@@ -242,7 +247,11 @@ export async function run(o: Options, stdout: NodeJS.WriteStream = process.stdou
       switch (sub) {
         case 'list': need(rest, 0, 'images list'); return print(await rpc(o, 'ListImages', {}))
         case 'show': need(rest, 1, 'images show ID'); return print(await rpc(o, 'GetImage', { id: rest[0] }))
-        case 'fetch': need(rest, 1, 'images fetch ID'); return print(await withSpinner(tty, `fetching ${rest[0]}`, rpc(o, 'RequestImage', { id: rest[0] })))
+        case 'fetch': {
+          need(rest, 1, 'images fetch ID [--source URL] [--format zfs|raw|qcow2]')
+          const params = { id: rest[0], ...(o.source ? { source: o.source } : {}), ...(o.format ? { format: o.format } : {}) }
+          return print(await withSpinner(tty, `fetching ${rest[0]}`, rpc(o, 'RequestImage', params)))
+        }
         case 'delete': need(rest, 1, 'images delete ID'); return print(await rpc(o, 'DeleteImage', { id: rest[0] }))
         default: throw new UsageError('usage: mistify-image images list|show ID|fetch ID|delete ID')
       }

@@ -98,6 +98,7 @@ t.test('against the app: every RPC command with its params', async (t) => {
   const cases: Array<[string[], string, object]> = [
     [['images', 'show', 'img1'], 'GetImage', { id: 'img1' }],
     [['images', 'fetch', 'img2'], 'RequestImage', { id: 'img2' }],
+    [['images', 'fetch', 'img3', '--source', 'file:///srv/x.img', '--format=raw'], 'RequestImage', { id: 'img3', source: 'file:///srv/x.img', format: 'raw' }],
     [['images', 'delete', 'img1'], 'DeleteImage', { id: 'img1' }],
     [['clone', 'img1', 'guests/g1/disk-0'], 'CloneImage', { id: 'img1', dest: 'guests/g1/disk-0' }],
     [['snapshot', 'create', 'guests/g1', 's1', '-r'], 'CreateSnapshot', { id: 'guests/g1', dest: 's1', recursive: true }],
