@@ -3,9 +3,9 @@ import { BusyError, ConflictError, InvalidParamsError, NotFoundError } from '../
 import { openImageSource, sourceUrl } from '../fetch/sources.js'
 import { importImage } from '../fetch/import-image.js'
 import { parseDeclaredFormat, type PayloadFormat } from '../fetch/payload.js'
-import { getExisting } from './lookup.js'
-import { imageWire, toMiB, volumeWire, type ImageRecord, type WireImage, type WireVolume } from './shapes.js'
+import { imageWire, toMiB, type ImageRecord, type WireImage, type WireVolume } from './shapes.js'
 import { cloneStrict, type Deps } from './deps.js'
+import { DatasetNotFoundError } from '../zfs/index.js'
 
 export interface ImageRequest {
   id: string; type: string; dest: string; source: string; async?: boolean
@@ -138,9 +138,16 @@ export function createImageService(d: Deps) {
       // dest: a full name under <pool>/ as the original took it verbatim, or relative like every other id.
       const dest = p.dest.startsWith(`${scope.pool}/`) ? scope.check(p.dest, { below: true }) : scope.resolve(p.dest, { below: true })
       if (dest.includes('@')) throw new InvalidParamsError('dest must name a volume, not a snapshot')
-      const snap = await getExisting(zfs, r.snapshot)
-      await cloneStrict(zfs, snap.name, dest)
-      return { volumes: [volumeWire(await getExisting(zfs, dest))] }
+      // One zfs command in the usual case: the record names the snapshot, and
+      // a clone is as big as its origin, so neither needs looking up.
+      try {
+        await cloneStrict(zfs, scope.check(r.snapshot), dest)
+      } catch (e) {
+        // The record's snapshot vanished behind our back (its parent always exists: it is the image).
+        if (e instanceof DatasetNotFoundError) throw new NotFoundError('not found', { cause: e })
+        throw e
+      }
+      return { volumes: [{ id: dest, size: r.size, device: `/dev/zvol/${dest}` }] }
     },
   }
 }

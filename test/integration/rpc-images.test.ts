@@ -145,6 +145,9 @@ for (const dialect of dialects) {
         t.match(r.error, /not a valid dataset|snapshot/, `dest ${bad} refused`)
       }
       t.equal((await call('CloneImage', { id: IMAGE_ID, dest })).error?.includes('already exists'), true, 'an existing dest is an error')
+      // An image whose dataset an operator destroyed behind the agent's back.
+      sh('zfs', ['destroy', '-r', `${a.pool}/images/${GZIP_ID}`])
+      t.equal((await call('CloneImage', { id: GZIP_ID, dest: 'guests/g-clone/disk-1' })).error, 'not found', 'its clone: not found')
     })
 
     await t.test('DeleteImage', async (t) => {
