@@ -7,9 +7,9 @@ import { mkdirSync } from 'node:fs'
 import type Koa from 'koa'
 import type { Config } from './config.js'
 import { createZfs, createZfsRunner, DatasetNotFoundError, type Dataset, type Zfs } from './zfs/index.js'
-import { openDb, type Db } from './store/db.js'
+import { openDb } from './store/db.js'
 import { createScope, type Scope } from './services/scope.js'
-import { imageRecords } from './services/image-records.js'
+import { imageRecords, type ImageRecords } from './services/image-records.js'
 import { createServices, type Services } from './services/index.js'
 import { createFetchQueue, type FetchQueue } from './fetch/queue.js'
 import { TEMPORARY_PREFIXES, PROP_FORMAT, PROP_IMAGE, PROP_SHA256 } from './fetch/import-image.js'
@@ -35,7 +35,7 @@ export class StartupError extends Error {
  * crash between the two): the marks import-image.ts sets before the rename
  * say it is ours and whole, so its record is written now.
  */
-async function adopt(zfs: Zfs, ds: Dataset, id: string, records: ReturnType<typeof imageRecords>, log: Logger): Promise<void> {
+async function adopt(zfs: Zfs, ds: Dataset, id: string, records: ImageRecords, log: Logger): Promise<void> {
   const props = (await zfs.getProps([ds.name], [PROP_IMAGE, PROP_SHA256, PROP_FORMAT])).get(ds.name)
   if (props?.get(PROP_IMAGE) !== id) return // not an import of ours (e.g. a CloneImage dest)
   const snaps = await zfs.listDatasets({ types: ['snapshot'], roots: [ds.name], depth: 1 })
@@ -50,8 +50,7 @@ async function adopt(zfs: Zfs, ds: Dataset, id: string, records: ReturnType<type
 }
 
 /** Remove what a crash can leave behind, and records whose dataset is gone. */
-async function reconcile(zfs: Zfs, scope: Scope, db: Db, log: Logger): Promise<void> {
-  const records = imageRecords(db)
+async function reconcile(zfs: Zfs, scope: Scope, records: ImageRecords, log: Logger): Promise<void> {
   const children = await zfs.listDatasets({ types: ['volume', 'filesystem'], roots: [scope.images], depth: 1 })
   const known = new Set((await records.values()).map((r) => r.volume))
   for (const ds of children) {
@@ -63,12 +62,14 @@ async function reconcile(zfs: Zfs, scope: Scope, db: Db, log: Logger): Promise<v
       await adopt(zfs, ds, child, records, log)
     }
   }
+  // One listing for all records: a zfs command per record made start-up grow with the image count.
+  const snapshots = new Set((await zfs.listDatasets({ types: ['snapshot'], roots: [scope.images], depth: 2 })).map((d) => d.name))
   for (const r of await records.values()) {
     if (r.status === 'pending' || r.status === 'downloading') {
       // Nothing resumes a fetch across a restart: say so; the next RequestImage starts afresh.
       log.warn({ image: r.id }, 'fetch interrupted by a restart')
       await records.put(r.id, { ...r, status: 'error', error: 'interrupted: the agent restarted during the fetch' })
-    } else if (r.status === 'complete' && !(await zfs.findDataset(r.snapshot))) {
+    } else if (r.status === 'complete' && !snapshots.has(r.snapshot)) {
       log.warn({ image: r.id, snapshot: r.snapshot }, 'image dataset vanished; forgetting the record')
       await records.del(r.id)
     }
@@ -92,14 +93,15 @@ export async function createAgent(config: Config, o: { zfs?: Zfs; log: Logger })
   }
   mkdirSync(config.metadataDir, { recursive: true })
   const db = await openDb(config.metadataDir)
+  const records = imageRecords(db) // the one instance: it keeps the records in memory
   try {
-    await reconcile(zfs, scope, db, o.log)
+    await reconcile(zfs, scope, records, o.log)
   } catch (e) {
     await db.close()
     throw e
   }
   const fetches = createFetchQueue({ concurrency: config.fetchers, maxPending: config.maxPending })
-  const services = createServices({ zfs, scope, records: imageRecords(db), fetches, config, onError: (obj, msg) => o.log.error(obj, msg) })
+  const services = createServices({ zfs, scope, records, fetches, config, onError: (obj, msg) => o.log.error(obj, msg) })
   // Not fatal: a hold we fail to drop blocks only destroying that snapshot.
   await services.downloads.releaseStale().then(
     (n) => { if (n) o.log.warn({ holds: n }, 'released download holds left by a previous run') },

@@ -1,5 +1,5 @@
 /** What every service gets. Composition happens in services/index.ts. */
-import { DatasetNotFoundError, type Zfs } from '../zfs/index.js'
+import { ParentNotFoundError, type Zfs } from '../zfs/index.js'
 import type { Scope } from './scope.js'
 import type { ImageRecords } from './image-records.js'
 import type { FetchQueue } from '../fetch/queue.js'
@@ -39,7 +39,7 @@ async function withParents(zfs: Deps['zfs'], name: string, make: () => Promise<v
   try {
     await make()
   } catch (e) {
-    if (!(e instanceof DatasetNotFoundError) || !/parent does not exist/.test(e.message)) throw e
+    if (!(e instanceof ParentNotFoundError)) throw e
     await zfs.createFilesystem(parentOf(name), { parents: true })
     await make()
   }

@@ -4,7 +4,7 @@
  */
 import {
   DatasetBusyError, DatasetExistsError, DatasetNotFoundError, HasChildrenError, HasDependentClonesError,
-  InvalidDatasetNameError, InvalidStreamError, MoreRecentSnapshotsError, OutOfSpaceError, ZfsCommandError,
+  InvalidDatasetNameError, InvalidStreamError, MoreRecentSnapshotsError, OutOfSpaceError, ParentNotFoundError, ZfsCommandError,
   ZfsTimeoutError, type CommandInfo, type ZfsError,
 } from './errors.js'
 
@@ -17,6 +17,7 @@ const RULES: ReadonlyArray<readonly [RegExp, ErrorClass]> = [
   [/has children/, HasChildrenError],
   [/out of space|no space left|insufficient space|quota exceeded|exceeds quota/i, OutOfSpaceError],
   [/invalid backup stream|checksum mismatch|stream is incomplete|incomplete stream|invalid stream|bad magic number|unsupported version|Input is not a valid stream|does not contain a valid/i, InvalidStreamError],
+  [/parent does not exist/, ParentNotFoundError],
   [/dataset does not exist|could not find any snapshots|no such pool|does not exist|no such dataset|no datasets? (are )?available/, DatasetNotFoundError],
   [/already exists|destination '[^']*' exists/, DatasetExistsError],
   [/is busy/, DatasetBusyError],

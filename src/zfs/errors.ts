@@ -41,6 +41,10 @@ export class DatasetNotFoundError extends ZfsError {
   override name = 'DatasetNotFoundError'
   override readonly kind = 'not_found'
 }
+/** A dataset to create has no parent (create/clone without -p): the caller may make it and retry. */
+export class ParentNotFoundError extends DatasetNotFoundError {
+  override name = 'ParentNotFoundError'
+}
 export class DatasetExistsError extends ZfsError {
   override name = 'DatasetExistsError'
   override readonly kind = 'already_exists'

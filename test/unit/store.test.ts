@@ -22,3 +22,39 @@ t.test('tables are separate, records survive reopening', async (t) => {
   t.same(await db2.table('a').values(), [{ n: 4 }])
   await db2.close()
 })
+
+t.test('image records: kept in memory, written through, same answers as the store', async (t) => {
+  const { imageRecords, cachedTable } = await import('../../src/services/image-records.js')
+  const dir = join(t.testdir(), 'db')
+  const db = await openDb(dir)
+  const raw = db.table<any>('images')
+  await raw.put('b', { id: 'b' }) // written before the cache exists: loaded on first use
+  const recs = imageRecords(db)
+  await recs.put('c', { id: 'c' } as any)
+  await recs.put('a', { id: 'a' } as any)
+  t.same((await recs.values()).map((r) => r.id), ['a', 'b', 'c'], 'key order, like the store')
+  t.same(await raw.values(), await recs.values(), 'the store has what memory has')
+  await recs.del('b')
+  await recs.batch([{ type: 'put', key: 'd', value: { id: 'd' } as any }, { type: 'del', key: 'a' }])
+  t.same((await recs.entries()).map(([k]) => k), ['c', 'd'])
+  t.same(await raw.entries(), await recs.entries())
+  t.equal(await recs.get('a'), undefined)
+  await db.close()
+
+  // A failed write leaves memory to be read again from the store, not ahead of it.
+  let fail = false
+  const store = {
+    data: new Map<string, number>([['k', 1]]),
+    get: async (k: string) => store.data.get(k),
+    put: async (k: string, v: number) => { if (fail) throw new Error('disk full'); store.data.set(k, v) },
+    del: async (k: string) => { store.data.delete(k) },
+    values: async () => [...store.data.values()],
+    entries: async () => [...store.data.entries()],
+    batch: async () => {},
+  }
+  const c = cachedTable<number>(store)
+  t.equal(await c.get('k'), 1)
+  fail = true
+  await t.rejects(c.put('k', 2), { message: 'disk full' })
+  t.equal(await c.get('k'), 1, 'the failed value is not served')
+})

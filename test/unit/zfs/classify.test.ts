@@ -35,6 +35,14 @@ for (const v of zfsVersions) {
   })
 }
 
+t.test('a missing parent is its own kind of not found (callers make it and retry)', async (t) => {
+  const e = classify({ bin: 'zfs', args: ['clone', 'p/images/i@s', 'p/guests/g/disk-0'], exitCode: 1, stderr: "cannot create 'p/guests/g/disk-0': parent does not exist\n" })
+  t.type(e, E.ParentNotFoundError)
+  t.type(e, E.DatasetNotFoundError, 'still a not-found for everyone else')
+  t.type(classify({ bin: 'zfs', args: ['clone'], exitCode: 1, stderr: "cannot open 'p/images/i@s': dataset does not exist\n" }), E.DatasetNotFoundError)
+  t.notOk(classify({ bin: 'zfs', args: ['clone'], exitCode: 1, stderr: "cannot open 'p/images/i@s': dataset does not exist\n" }) instanceof E.ParentNotFoundError)
+})
+
 t.test('the rest', async (t) => {
   const other = classify({ bin: 'zfs', args: ['x'], exitCode: 1, stderr: 'permission denied\n' })
   t.type(other, E.ZfsCommandError)
