@@ -93,6 +93,8 @@ try {
   poolMade = true
   mkdirSync(ctx.filesDir, { recursive: true })
   sh('zfs', ['create', '-o', `mountpoint=${ctx.filesDir}`, '-o', 'recordsize=1M', `${pool}/files`])
+  // The agent would make these at its first start; a benchmark may need them before (BENCH_ONLY=download).
+  for (const d of ['images', 'guests']) sh('zfs', ['create', `${pool}/${d}`])
   if (ctx.prof) mkdirSync(ctx.prof, { recursive: true })
   log(`pool ${pool} on ${dir}; running ${selected.map((b) => b.name).join(', ')}`)
   for (const b of selected) {
