@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Benchmarks against the raw ZFS CLI, in the ZFS VM (never part of npm test).
-# Prints the table; the JSON lands in bench-results/.
+# Builds, packs the project into a share, runs scripts/bench/run.mjs inside
+# the VM, prints its table and detail, and copies the JSON (and, with
+# BENCH_PROFILE=1, the agents' CPU profiles) to bench-results/.
+# Every BENCH_* variable is passed on (see scripts/bench/run.mjs).
+# On this shared 2-core machine wrap it: vmslot [--exclusive] bash scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 npm run build >/dev/null
@@ -8,6 +12,17 @@ share=$(mktemp -d)
 trap 'rm -rf "$share"' EXIT
 tar -cf "$share/project.tar" --exclude=node_modules/typescript --exclude=node_modules/@typescript package.json dist node_modules scripts
 mkdir -p bench-results
-bash scripts/vm/run.sh --share "$share" --timeout 1800 -- \
-  "set -e; mkdir -p /tmp/p; tar -C /tmp/p -xf /mnt/host/project.tar; cd /tmp/p; BENCH_SIZE_MIB=${BENCH_SIZE_MIB:-256} BENCH_ROUNDS=${BENCH_ROUNDS:-3} node scripts/bench-import.mjs /mnt/host/bench-import.json"
-cp "$share/bench-import.json" bench-results/
+vars=""
+for v in $(compgen -e | grep '^BENCH_' || true); do
+  [ "$v" = BENCH_PROFILE ] && continue
+  vars="$vars $v=$(printf '%q' "${!v}")"
+done
+[ "${BENCH_PROFILE:-0}" != 0 ] && vars="$vars BENCH_PROFILE=/mnt/host/prof"
+set +e
+bash scripts/vm/run.sh --share "$share" --timeout "${BENCH_VM_TIMEOUT:-2700}" -- \
+  "set -e; mkdir -p /tmp/p; tar -C /tmp/p -xf /mnt/host/project.tar; cd /tmp/p; env$vars node scripts/bench/run.mjs /mnt/host/bench.json"
+rc=$?
+set -e
+[ -f "$share/bench.json" ] && cp "$share/bench.json" bench-results/bench.json && echo "JSON: bench-results/bench.json"
+if [ -d "$share/prof" ]; then rm -rf bench-results/prof; cp -r "$share/prof" bench-results/prof; echo "CPU profiles: bench-results/prof"; fi
+exit $rc

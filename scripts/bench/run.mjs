@@ -1,0 +1,143 @@
+#!/usr/bin/env node
+// The benchmark runner. Runs INSIDE the ZFS VM as root from the unpacked
+// project (see scripts/bench.sh), on a throw-away file-backed pool that is
+// destroyed on the way out whatever happens. Each benchmark sets the agent
+// (dist/src/main.js, a process of its own) next to the raw CLI on the same
+// data in the same run. Prints one markdown table and per-benchmark detail,
+// and writes JSON to argv[2] (default ./bench.json).
+//
+// Knobs (environment): BENCH_ONLY=clone,download,import,requests,list,rss
+// BENCH_ROUNDS (3) BENCH_CLONES (50) BENCH_DL_MIB (1024) BENCH_IMPORT_MIB (256)
+// BENCH_CONCURRENCY (16) BENCH_RPS_SECONDS (10) BENCH_RECORDS (10000)
+// BENCH_RECONCILE_RECORDS (50) BENCH_LIST_CALLS (20) BENCH_VOLUMES (500)
+// BENCH_LIST_ROUNDS (3) BENCH_RSS_MIB (4096) BENCH_VOLBLOCKSIZE (128K)
+// BENCH_PROFILE=DIR (agents run with --cpu-prof into DIR).
+import { createServer } from 'node:http'
+import { createReadStream, mkdtempSync, mkdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs'
+import { once } from 'node:events'
+import { randomBytes } from 'node:crypto'
+import { join } from 'node:path'
+import os from 'node:os'
+import { bash, env, fillPattern, killAll, sh, startAgent, fmt } from './lib.mjs'
+import * as clone from './clone.mjs'
+import * as download from './download.mjs'
+import * as importBench from './import.mjs'
+import * as requests from './requests.mjs'
+import * as list from './list.mjs'
+import * as rss from './rss.mjs'
+
+// Order matters: list leaves ~1000 datasets behind (destroyed with the pool), so it runs last but one;
+// rss is last as it is the biggest transfer and its figures must not be skewed by leftovers.
+const ALL = [clone, download, importBench, requests, rss, list]
+const out = process.argv[2] ?? 'bench.json'
+const only = env('BENCH_ONLY', '').split(',').map((s) => s.trim()).filter(Boolean)
+for (const o of only) if (!ALL.some((b) => b.name === o)) throw new Error(`BENCH_ONLY: unknown benchmark ${o} (have ${ALL.map((b) => b.name).join(', ')})`)
+const selected = ALL.filter((b) => !only.length || only.includes(b.name))
+
+const t0 = Date.now()
+const log = (msg) => process.stderr.write(`[bench +${((Date.now() - t0) / 1000).toFixed(0)}s] ${msg}\n`)
+
+const pool = `mbench${randomBytes(3).toString('hex')}`
+// On the VM's ext4 root, not /tmp (tmpfs, RAM): the random-data import is real bytes on disk.
+const dir = mkdtempSync('/var/tmp/mistify-bench-')
+let poolMade = false
+function cleanup() {
+  killAll()
+  if (poolMade) { try { sh('zpool', ['destroy', '-f', pool]) } catch (e) { log(`zpool destroy ${pool}: ${e.message}`) } }
+  poolMade = false
+  rmSync(dir, { recursive: true, force: true })
+}
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => { log(`${sig}: cleaning up`); cleanup(); process.exit(130) })
+
+const fileServers = []
+const ctx = {
+  pool, dir, log,
+  filesDir: join(dir, 'files'),
+  volblocksize: env('BENCH_VOLBLOCKSIZE', '128K'),
+  prof: process.env.BENCH_PROFILE || undefined,
+  startAgent: (o) => startAgent({ pool, dir, prof: ctx.prof, ...o }),
+  /** Serve one file as every /images/<id>/download, with Content-Length. */
+  async fileServer(file) {
+    const size = statSync(file).size
+    const server = createServer((req, res) => {
+      if (!/^\/images\/[^/]+\/download$/.test(req.url ?? '')) { res.writeHead(404); res.end(); return }
+      res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': size })
+      createReadStream(file).pipe(res)
+    })
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    fileServers.push(server)
+    return { base: `http://127.0.0.1:${server.address().port}`, close: () => { server.closeAllConnections(); return new Promise((r) => server.close(r)) } }
+  },
+  /** A small image (16 MiB zvol, pattern) imported through RequestImage from a file:// source. */
+  async importTiny(agent, id) {
+    const file = join(ctx.filesDir, 'tiny.zfs')
+    try { statSync(file) } catch {
+      const ds = `${pool}/tiny-src`
+      await bash(`zfs destroy -r ${ds} 2>/dev/null; zfs create -V 16M ${ds} && udevadm settle --timeout=30`)
+      await fillPattern(`/dev/zvol/${ds}`, 16)
+      await bash(`zfs snapshot ${ds}@base && zfs send ${ds}@base > ${file} && zfs destroy -r ${ds}`)
+    }
+    const r = await agent.rpc('RequestImage', { id, source: `file://${file}` })
+    return r.images[0]
+  },
+}
+
+const results = {}
+let failed = 0
+try {
+  const disk = join(dir, 'disk0')
+  writeFileSync(disk, '')
+  truncateSync(disk, 32 * 1024 ** 3) // sparse; lz4 keeps the pattern data tiny
+  sh('zpool', ['create', '-f', '-o', 'ashift=12', '-O', 'mountpoint=none', '-O', 'compression=lz4', pool, disk])
+  poolMade = true
+  mkdirSync(ctx.filesDir, { recursive: true })
+  sh('zfs', ['create', '-o', `mountpoint=${ctx.filesDir}`, '-o', 'recordsize=1M', `${pool}/files`])
+  // The agent would make these at its first start; a benchmark may need them before (BENCH_ONLY=download).
+  for (const d of ['images', 'guests']) sh('zfs', ['create', `${pool}/${d}`])
+  if (ctx.prof) mkdirSync(ctx.prof, { recursive: true })
+  log(`pool ${pool} on ${dir}; running ${selected.map((b) => b.name).join(', ')}`)
+  for (const b of selected) {
+    const s = Date.now()
+    log(`${b.name}: start`)
+    try {
+      results[b.name] = await b.run(ctx)
+      results[b.name].seconds = (Date.now() - s) / 1000
+      log(`${b.name}: done in ${results[b.name].seconds.toFixed(0)} s`)
+    } catch (e) {
+      failed++
+      results[b.name] = { error: e.stack ?? String(e), seconds: (Date.now() - s) / 1000 }
+      log(`${b.name}: FAILED: ${e.stack ?? e}`)
+    }
+  }
+} finally {
+  for (const s of fileServers) { s.closeAllConnections(); s.close() }
+  cleanup()
+}
+
+// Report.
+const info = {
+  date: new Date().toISOString(),
+  kernel: os.release(), cpus: os.cpus().length, memMiB: Math.round(os.totalmem() / 2 ** 20), node: process.version,
+  zfs: (() => { try { return sh('zfs', ['version']).trim().split('\n').join(', ') } catch { return '?' } })(),
+  knobs: Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('BENCH_'))),
+  totalSeconds: (Date.now() - t0) / 1000,
+}
+const rows = selected.flatMap((b) => results[b.name]?.rows ?? [{ benchmark: b.name, agent: 'FAILED', raw: '', ratio: NaN, note: (results[b.name]?.error ?? '').split('\n')[0] }])
+const lines = [
+  '| benchmark | agent | raw CLI / baseline | ratio | note |',
+  '|---|---|---|---|---|',
+  ...rows.map((r) => `| ${r.benchmark} | ${r.agent} | ${r.raw} | ${fmt.ratio(r.ratio)} | ${r.note} |`),
+]
+console.log(`\n## Benchmark results (${info.date}; ${info.cpus} vCPU, ${info.memMiB} MiB, kernel ${info.kernel}, ${info.zfs}, node ${info.node})\n`)
+console.log('ratio: agent time / raw time (for req/s: baseline rate / agent rate); above 1 the agent is slower.\n')
+console.log(lines.join('\n'))
+for (const b of selected) {
+  const r = results[b.name]
+  console.log(`\n### ${b.name} (${r.seconds.toFixed(0)} s)\n`)
+  if (r.error) console.log(`FAILED: ${r.error}`)
+  else for (const t of r.text) console.log(`- ${t}`)
+}
+console.log(`\ntotal ${info.totalSeconds.toFixed(0)} s`)
+writeFileSync(out, JSON.stringify({ info, table: lines.join('\n'), rows, results: Object.fromEntries(Object.entries(results).map(([k, v]) => [k, { ...v, text: v.text, rows: undefined }])) }, null, 2) + '\n')
+process.exit(failed ? 1 : 0)
