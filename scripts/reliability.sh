@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# npm run reliability: the reliability suites with their long settings, in the
+# ZFS VM against real ZFS (never part of npm test, which runs the same files
+# with their fast settings). Prints one summary line per suite at the end.
+#   MISTIFY_RELIABILITY=long   corpus: all of it + 3000 mutants; load: 200 RPCs; disconnects: 80
+#   MISTIFY_CRASH_ROUNDS=20    kill -9 rounds
+# Any knob can be overridden from the environment (see test/helpers/reliability.ts
+# and the head of each test file).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+npm run build >/dev/null
+export MISTIFY_RELIABILITY=long
+export MISTIFY_CRASH_ROUNDS=${MISTIFY_CRASH_ROUNDS:-20}
+export MISTIFY_VM_TIMEOUT=${MISTIFY_VM_TIMEOUT:-5400}
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+start=$(date +%s)
+set +e
+node scripts/test.mjs --vm -- \
+  dist/test/integration/reliability-corpus.test.js \
+  dist/test/integration/reliability-load.test.js \
+  dist/test/integration/reliability-disconnect.test.js \
+  dist/test/integration/crash.test.js 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+echo
+echo "== reliability figures ($(date -u +%F), $(( $(date +%s) - start )) s with the VM boot) =="
+grep -o 'RELIABILITY .*' "$log" || echo "(no summary line: no suite got that far)"
+# Each file's wall time as tap reports it.
+grep -E '^(not )?ok [0-9]+ - dist/test/integration/.* # time=' "$log" | sed -E 's/^(not ok|ok) [0-9]+ - dist\/test\/integration\/(.*)\.js # time=([0-9.]+)ms.*/\2: \1, \3 ms/' || true
+exit "$rc"
