@@ -7,7 +7,7 @@
  * disks are a whole prefix of what was asked (each disk complete) that the
  * same request, sent again, completes ("disks that already exist are kept, so
  * the call can be repeated"), and each request succeeds when retried.
- * Rounds: MISTIFY_CRASH_ROUNDS (default 5; scripts/reliability.sh runs 20).
+ * Rounds: MISTIFY_CRASH_ROUNDS (default 3, about 60 s each in the VM; scripts/reliability.sh runs 20).
  */
 import t from 'tap'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
@@ -19,7 +19,7 @@ import { summary, Tally, waitEmpty, zfsProcesses } from '../helpers/reliability.
 
 if (!haveZfs) { t.comment('real ZFS only: run inside the VM (npm test does)'); process.exit(0) }
 
-const ROUNDS = Number(process.env.MISTIFY_CRASH_ROUNDS ?? 5)
+const ROUNDS = Number(process.env.MISTIFY_CRASH_ROUNDS ?? 3)
 
 async function freePort(): Promise<number> {
   const s = createServer()
