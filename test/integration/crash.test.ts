@@ -102,13 +102,14 @@ t.test('kill -9 during imports, clones and guest-disk creation; restart, re-requ
     const guest = { id: `crash-g${round}`, disks: DISKS }
     const lost = () => ({ error: 'connection lost' })
     const lead = Math.floor(Math.random() * 6000)
-    const disks = rpc(port, 'CreateGuestDisks', { guest }).catch(lost)
-    await sleep(lead)
-    const inflight = rpc(port, 'RequestImage', { id: 'slow' }).catch(() => ({ error: 'connection lost' }))
     // Somewhere between "request sent" and "almost done": the stream takes about 3 s.
     const delay = 50 + Math.floor(Math.random() * 2500)
-    const cloneBefore = Math.floor(Math.random() * delay)
-    const clone = sleep(delay - cloneBefore).then(() => rpc(port, 'CloneImage', { id: IMAGE_ID, dest: cloneDest })).catch(lost)
+    // The clone (a second or two) is sent up to 3 s before the kill.
+    const cloneBefore = Math.floor(Math.random() * Math.min(lead + delay, 3000))
+    const disks = rpc(port, 'CreateGuestDisks', { guest }).catch(lost)
+    const clone = sleep(lead + delay - cloneBefore).then(() => rpc(port, 'CloneImage', { id: IMAGE_ID, dest: cloneDest })).catch(lost)
+    await sleep(lead)
+    const inflight = rpc(port, 'RequestImage', { id: 'slow' }).catch(() => ({ error: 'connection lost' }))
     await sleep(delay)
     agent!.kill('SIGKILL')
     await new Promise((r) => agent!.once('exit', r))
