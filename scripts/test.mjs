@@ -64,9 +64,14 @@ if (only !== '--unit') {
   const pack = await run('tar', ['-cf', join(share, 'project.tar'), '--exclude=node_modules/typescript',
     '--exclude=node_modules/@typescript', 'package.json', 'dist', 'node_modules', 'scripts', 'systemd', 'test/fixtures'])
   if (pack.code !== 0) { console.error('could not pack the project'); process.exit(1) }
+  // The reliability suites' size knobs travel into the VM (scripts/reliability.sh sets them).
+  const q = (v) => `'${v.replace(/'/g, `'\\''`)}'`
+  const knobs = Object.entries(process.env)
+    .filter(([k]) => /^MISTIFY_(RELIABILITY|CRASH_|CORPUS_|LOAD_|DISCONNECT)/.test(k))
+    .map(([k, v]) => `${k}=${q(v ?? '')} `).join('')
   const inner = [
     'set -e; mkdir -p /tmp/p; tar -C /tmp/p -xf /mnt/host/project.tar; cd /tmp/p',
-    `MISTIFY_TEST_ZPOOL=1 node ${tap} --jobs=1 --reporter=tap ${extra.length ? extra.map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ') : 'dist/test/integration'}`,
+    `${knobs}MISTIFY_TEST_ZPOOL=1 node ${tap} --jobs=1 --reporter=tap ${extra.length ? extra.map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ') : 'dist/test/integration'}`,
   ].join('\n')
   const vm = await run('bash', ['scripts/vm/run.sh', '--share', share, '--timeout', process.env.MISTIFY_VM_TIMEOUT ?? '2400', '--', inner])
   rmSync(share, { recursive: true, force: true })

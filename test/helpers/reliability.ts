@@ -1,0 +1,139 @@
+/**
+ * Shared pieces of the reliability suites (test/integration/reliability-*.test.ts
+ * and crash.test.ts): size knobs (fast for npm test, long for
+ * `npm run reliability`), the one summary line per suite that
+ * scripts/reliability.sh collects, raw HTTP posts, and ZFS state captures to
+ * prove that nothing outside the agent's trees moved.
+ */
+import { execFile } from 'node:child_process'
+import { sh } from './zpool.js'
+
+/** MISTIFY_RELIABILITY=long selects the long settings (scripts/reliability.sh). */
+export const LONG = process.env.MISTIFY_RELIABILITY === 'long'
+
+/** A size knob: its own environment variable, else the fast or long default. */
+export function knob(name: string, fast: number, long: number): number {
+  const v = process.env[name]
+  if (v !== undefined && v !== '') {
+    const n = Number(v)
+    if (!Number.isSafeInteger(n) || n < 0) throw new Error(`${name}: expected a whole number, got ${JSON.stringify(v)}`)
+    return n
+  }
+  return LONG ? long : fast
+}
+
+interface Commenter { comment(...args: unknown[]): void }
+
+/** One line per suite: `RELIABILITY <suite>: k=v ...` (scripts/reliability.sh greps for it). */
+export function summary(t: Commenter, suite: string, fields: Record<string, unknown>): void {
+  const parts = Object.entries(fields).map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : String(v)}`)
+  t.comment(`RELIABILITY ${suite}: ${parts.join(' ')}`)
+}
+
+/** Count occurrences by key. */
+export class Tally {
+  readonly counts: Record<string, number> = {}
+  add(key: string, n = 1): void { this.counts[key] = (this.counts[key] ?? 0) + n }
+  get(key: string): number { return this.counts[key] ?? 0 }
+}
+
+export interface RawAnswer {
+  status: number
+  text: string
+  contentType: string
+  /** Set when the transport failed (connection reset, timeout) instead of an HTTP answer. */
+  transport?: string
+}
+
+/** One raw HTTP request; transport failures are returned, not thrown. */
+export async function rawRequest(url: string, o: { method?: string; body?: string | Buffer; contentType?: string | null; timeoutMs?: number } = {}): Promise<RawAnswer> {
+  const headers: Record<string, string> = {}
+  if (o.contentType !== null) headers['Content-Type'] = o.contentType ?? 'application/json'
+  try {
+    const res = await fetch(url, {
+      method: o.method ?? 'POST', headers, ...(o.body !== undefined ? { body: o.body as unknown as string } : {}),
+      signal: AbortSignal.timeout(o.timeoutMs ?? 120_000),
+    })
+    const text = await res.text()
+    return { status: res.status, text, contentType: res.headers.get('content-type') ?? '' }
+  } catch (e) {
+    const err = e as Error & { cause?: { code?: string; message?: string } }
+    return { status: 0, text: '', contentType: '', transport: err.cause?.code ?? err.cause?.message ?? err.name }
+  }
+}
+
+/**
+ * Every dataset, snapshot and volume of `pools` with the figures that change
+ * when anything is written, created, destroyed or renamed, plus every locally
+ * set or received property (user properties included), and the holds on the
+ * snapshots. Sorted lines: compare two captures with t.same.
+ */
+export function zfsState(pools: readonly string[]): string[] {
+  const out: string[] = []
+  for (const pool of pools) {
+    // Let the pool finish its own background work first (pending syncs, frees of destroyed datasets).
+    sh('zpool', ['sync', pool])
+    sh('zpool', ['wait', '-t', 'free', pool])
+    const list = sh('zfs', ['list', '-H', '-p', '-o', 'name,guid,createtxg,used,written,usedbydataset', '-t', 'all', '-r', pool]).trim().split('\n')
+    // The root's `used` sums the pool's metadata too, which moves on its own:
+    // the root is compared by what it holds itself, every child by `used`.
+    out.push(...list.map((l) => { const c = l.split('\t'); return `list\t${(c[0] === pool ? [...c.slice(0, 3), c[5]] : c.slice(0, 5)).join('\t')}` }))
+    const props = sh('zfs', ['get', '-H', '-p', '-s', 'local,received', '-o', 'name,property,value,source', 'all', '-r', pool]).trim().split('\n').filter(Boolean)
+    out.push(...props.map((l) => `prop\t${l}`))
+    const snaps = list.map((l) => l.split('\t')[0]!).filter((n) => n.includes('@'))
+    if (snaps.length) out.push(...sh('zfs', ['holds', '-H', ...snaps]).trim().split('\n').filter(Boolean).map((l) => `hold\t${l}`))
+  }
+  return out.sort()
+}
+
+/** Only the lines of a capture about datasets at or below `root`. */
+export function under(state: readonly string[], root: string): string[] {
+  return state.filter((l) => {
+    const name = l.split('\t')[1]!
+    return name === root || name.startsWith(`${root}/`) || name.startsWith(`${root}@`)
+  })
+}
+
+/** Running zfs send/receive processes (their command lines), without blocking the event loop. */
+export async function zfsStreams(): Promise<string[]> {
+  const out = await new Promise<string>((resolve) => execFile('ps', ['-eo', 'pid=,args='], (_e, stdout) => resolve(stdout ?? '')))
+  return out.split('\n').filter((l) => /^\s*\d+\s+(\S*\/)?zfs (send|receive|recv)\b/.test(l)).map((l) => l.trim())
+}
+
+/** Any zfs or zpool process at all (orphans of a killed agent finish on their own). */
+export async function zfsProcesses(): Promise<string[]> {
+  const out = await new Promise<string>((resolve) => execFile('ps', ['-eo', 'pid=,args='], (_e, stdout) => resolve(stdout ?? '')))
+  return out.split('\n').filter((l) => /^\s*\d+\s+(\S*\/)?(zfs|zpool) /.test(l)).map((l) => l.trim())
+}
+
+/** Poll `probe` until it returns an empty list or `ms` pass; the last result. */
+export async function waitEmpty(probe: () => Promise<string[]> | string[], ms = 15_000): Promise<string[]> {
+  const end = Date.now() + ms
+  let left = await probe()
+  while (left.length && Date.now() < end) {
+    await new Promise((r) => setTimeout(r, 200))
+    left = await probe()
+  }
+  return left
+}
+
+/** Run `fn` over `items` with at most `limit` at once, in order of start. */
+export async function pool<T, R>(items: readonly T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length)
+  let next = 0
+  const worker = async () => { while (next < items.length) { const i = next++; out[i] = await fn(items[i]!, i) } }
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
+  return out
+}
+
+/** A small seeded PRNG (mulberry32): reproducible random choices, the seed printed by the suite. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let x = a
+    x = Math.imul(x ^ (x >>> 15), x | 1)
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
+  }
+}
