@@ -28,6 +28,12 @@ export interface Config {
   readonly token?: string
   /** Listen on this unix socket instead of TCP (listen/port are then unused). */
   readonly socket?: string
+  /**
+   * The only directory RequestImage may read file:// sources from. Unset,
+   * file:// is refused: the agent runs as root, and any file it imports
+   * becomes a disk a guest can read.
+   */
+  readonly fileSources?: string
 }
 
 export class ConfigError extends Error {
@@ -59,6 +65,7 @@ const OPTIONS: ReadonlyArray<readonly [keyof Config, string, string | undefined,
   ['zfsTimeoutMs', '--zfs-timeout-ms', undefined, 'MISTIFY_ZFS_TIMEOUT_MS'],
   ['token', '--token', undefined, 'MISTIFY_TOKEN'],
   ['socket', '--socket', undefined, 'MISTIFY_SOCKET'],
+  ['fileSources', '--file-sources', undefined, 'MISTIFY_FILE_SOURCES'],
 ]
 
 const CONFIG_FLAG = '--config'
@@ -80,7 +87,7 @@ export function normaliseImageServer(v: string): string {
 const FILE_KEYS: Readonly<Record<keyof Config, 'string' | 'integer'>> = {
   zpool: 'string', listen: 'string', port: 'integer', imageServer: 'string', metadataDir: 'string',
   fetchers: 'integer', maxPending: 'integer', fetchIdleTimeoutMs: 'integer', zfsTimeoutMs: 'integer',
-  token: 'string', socket: 'string',
+  token: 'string', socket: 'string', fileSources: 'string',
 }
 
 /**
@@ -140,13 +147,14 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv, rea
       out[key] = n
     } else out[key] = value
   }
-  // An empty token or socket (e.g. "" in the file) means "not set".
-  for (const k of ['token', 'socket'] as const) if (out[k] === '') delete out[k]
+  // An empty token, socket or file-sources (e.g. "" in the file) means "not set".
+  for (const k of ['token', 'socket', 'fileSources'] as const) if (out[k] === '') delete out[k]
   const c = out as unknown as Config
   try { assertPoolName(c.zpool) } catch (e) { throw new ConfigError(`zpool: ${(e as Error).message}`) }
   if (c.port > 65535) throw new ConfigError(`port: ${c.port} is not a TCP port`)
   if (c.fetchers < 1) throw new ConfigError('fetchers: at least 1')
   if (!c.metadataDir) throw new ConfigError('metadata-dir: empty')
   if (c.token !== undefined && /\s/.test(c.token)) throw new ConfigError('token: must not contain whitespace')
+  if (c.fileSources !== undefined && !c.fileSources.startsWith('/')) throw new ConfigError('file-sources: an absolute directory')
   return { ...c, imageServer: normaliseImageServer(c.imageServer) }
 }

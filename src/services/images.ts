@@ -48,7 +48,7 @@ export function createImageService(d: Deps) {
    */
   function fetchImage(id: string, source: string, async: boolean, format: PayloadFormat | undefined): Promise<ImageRecord> {
     if (async) watched.add(id)
-    const url = sourceUrl(d.config.imageServer, id, source)
+    const url = sourceUrl(d.config.imageServer, id, source, d.config.fileSources)
     const shown = url.protocol === 'file:' ? url.toString() : url.toString().replace(/\/\/[^@/]*@/, '//') // no credentials in records
     return fetches.run(id, async (signal) => {
       try {
@@ -68,7 +68,7 @@ export function createImageService(d: Deps) {
 
   /** One import, its progress written to the record as it goes. */
   async function importFrom(id: string, url: URL, shown: string, format: PayloadFormat | undefined, signal: AbortSignal): Promise<ImageRecord> {
-    const src = await openImageSource(url, { signal, idleTimeoutMs: d.config.fetchIdleTimeoutMs })
+    const src = await openImageSource(url, { signal, idleTimeoutMs: d.config.fetchIdleTimeoutMs, fileSources: d.config.fileSources })
     const total = src.size ?? null
     const progress = () => records.put(id, { ...base(id, shown, 'downloading'), progress: { bytes: src.delivered(), total } })
     let last: Promise<void> = progress()

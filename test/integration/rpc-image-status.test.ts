@@ -1,6 +1,6 @@
 /** RequestImage's async mode, the statuses it leaves in the records, and other sources. */
 import t from 'tap'
-import { writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
 import { gzipSync } from 'node:zlib'
@@ -10,7 +10,10 @@ import { startAgent, makeZvolStream, dribble, restartAgent } from '../helpers/ag
 if (!haveZfs) { t.comment('real ZFS only: run inside the VM (npm test does)'); process.exit(0) }
 
 t.test('async RequestImage, statuses, sources', async (t) => {
-  const a = await startAgent(t)
+  // Not t.testdir(): startAgent's own call would wipe it.
+  const sources = mkdtempSync(join(tmpdir(), 'sources-'))
+  t.teardown(() => rmSync(sources, { recursive: true, force: true }))
+  const a = await startAgent(t, { config: { fileSources: sources } })
   const call = (m: string, p: unknown) => a.call('v2', m, p)
   const stream = makeZvolStream(a.pool, { sizeMiB: 8 })
   // About 3 s to send, so the statuses can be watched.
@@ -67,13 +70,21 @@ t.test('async RequestImage, statuses, sources', async (t) => {
     a.images.routes.set('/elsewhere/img.zfs.gz', gzipSync(stream))
     const viaUrl = await call('RequestImage', { id: 'from-url', source: `${a.images.url}/elsewhere/img.zfs.gz` })
     t.match(viaUrl.result?.images?.[0], { id: 'from-url', status: 'complete' }, viaUrl.error ?? '')
-    const file = join(tmpdir(), 'image.zfs')
+    const file = join(sources, 'image.zfs')
     writeFileSync(file, stream)
     const viaFile = await call('RequestImage', { id: 'from-file', source: `file://${file}` })
     t.match(viaFile.result?.images?.[0], { id: 'from-file', status: 'complete' }, viaFile.error ?? '')
     t.match((await call('RequestImage', { id: 'x1', source: 'ftp://h/x' })).error, /only http\(s\):\/\/ and file:\/\//)
-    t.match((await call('RequestImage', { id: 'x2', source: 'file:///nonexistent' })).error, /ENOENT/)
-    t.match((await call('RequestImage', { id: 'x3', source: 'file:///tmp' })).error, /not a regular file/)
+    t.match((await call('RequestImage', { id: 'x2', source: `file://${sources}/nonexistent` })).error, /ENOENT/)
+    mkdirSync(join(sources, 'sub'))
+    t.match((await call('RequestImage', { id: 'x3', source: `file://${sources}/sub` })).error, /not a regular file/)
+    // The agent runs as root: a file it imports becomes a disk a guest can read. Only the directory it was given.
+    writeFileSync(join(tmpdir(), 'outside.zfs'), stream)
+    t.match((await call('RequestImage', { id: 'x5', source: `file://${tmpdir()}/outside.zfs` })).error, /is outside .*the file-sources directory/)
+    t.match((await call('RequestImage', { id: 'x6', source: `file://${sources}/../outside.zfs` })).error, /is outside/, 'no way out with ..')
+    symlinkSync(join(tmpdir(), 'outside.zfs'), join(sources, 'link.zfs'))
+    t.match((await call('RequestImage', { id: 'x7', source: `file://${sources}/link.zfs` })).error, /leads outside the file-sources directory/, 'nor through a symlink')
+    t.same(sh('zfs', ['list', '-H', '-o', 'name', '-r', `${a.pool}/images`]).split('\n').filter((n) => /x[5-7]/.test(n)), [], 'nothing imported')
     t.match((await call('RequestImage', { id: 'x4', source: 'not a url' })).error, /not a URL/)
   })
 

@@ -58,3 +58,11 @@ t.test('token and socket: flags and env; empty means unset', async (t) => {
   t.throws(() => parseConfig(['--token', 'a b'], {}), { message: /token: must not contain whitespace/ })
   t.throws(() => parseConfig(['--bogus', '1'], {}), { message: /unknown option --bogus \(options: --config --zpool/ })
 })
+
+t.test('file-sources: off by default, an absolute directory when set', async (t) => {
+  t.equal(parseConfig([], {}).fileSources, undefined, 'file:// sources off unless asked for')
+  t.equal(parseConfig(['--file-sources', '/srv/images'], {}).fileSources, '/srv/images')
+  t.equal(parseConfig([], { MISTIFY_FILE_SOURCES: '/srv/x' }).fileSources, '/srv/x')
+  t.equal(parseConfig([], { MISTIFY_FILE_SOURCES: '' }).fileSources, undefined, 'empty means unset')
+  t.throws(() => parseConfig(['--file-sources', 'images'], {}), { message: 'file-sources: an absolute directory' })
+})
