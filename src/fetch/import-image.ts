@@ -88,8 +88,6 @@ export async function importImage(o: {
   expectedBytes?: number | undefined
   /** What the caller says the bytes are; otherwise told by their first bytes. */
   format?: PayloadFormat | undefined
-  /** qemu-img binary (tests point this elsewhere). */
-  qemuImg?: string | undefined
 }): Promise<Imported> {
   const { zfs, id } = o
   const temp = `${o.imagesRoot}/${INCOMING_PREFIX}${id}`
@@ -97,7 +95,7 @@ export async function importImage(o: {
   const final = `${o.imagesRoot}/${id}`
   const x = o.signal ? { signal: o.signal } : {}
   // A leftover from a crashed attempt must not block this one (the original's bug 9).
-  for (const ds of [temp, spool]) if (await zfs.findDataset(ds)) await zfs.destroy(ds, { recursive: true })
+  await removeLeftover(zfs, temp)
 
   // Hash and count the bytes as served: that is what the image service's checksum covers.
   const hash = createHash('sha256')
@@ -136,15 +134,16 @@ export async function importImage(o: {
         volsize = roundUp(n, VOLSIZE_STEP)
         await zfs.setProps(temp, { volsize: String(volsize) }, x)
       } else {
+        await removeLeftover(zfs, spool) // only qcow2 uses a spool: only it pays for the check
         await createScratchVolume(zfs, spool, x)
         const n = await writeToDevice(`/dev/zvol/${spool}`, payload.all, { limit: MAX_DISK_IMAGE_BYTES, what: `image ${id}`, signal: o.signal })
         // Shrunk to the bytes received, so qemu-img sees a truncated image end where it ends, not zeros to 1 TiB.
         await zfs.setProps(spool, { volsize: String(roundUp(n, VOLSIZE_STEP)) }, x)
-        const info = await qcow2Info(`/dev/zvol/${spool}`, { bin: o.qemuImg, signal: o.signal })
-        await qcow2Check(`/dev/zvol/${spool}`, { bin: o.qemuImg, signal: o.signal })
+        const info = await qcow2Info(`/dev/zvol/${spool}`, { signal: o.signal })
+        await qcow2Check(`/dev/zvol/${spool}`, { signal: o.signal })
         volsize = roundUp(info.virtualSize, VOLSIZE_STEP)
         await zfs.setProps(temp, { volsize: String(volsize) }, x)
-        await qcow2ToDevice(`/dev/zvol/${spool}`, `/dev/zvol/${temp}`, { bin: o.qemuImg, signal: o.signal })
+        await qcow2ToDevice(`/dev/zvol/${spool}`, `/dev/zvol/${temp}`, { signal: o.signal })
         await destroyTemporary(zfs, spool)
       }
     }
@@ -161,6 +160,10 @@ export async function importImage(o: {
 }
 
 const roundUp = (n: number, step: number) => Math.ceil(n / step) * step
+
+async function removeLeftover(zfs: Zfs, name: string): Promise<void> {
+  if (await zfs.findDataset(name)) await zfs.destroy(name, { recursive: true })
+}
 
 /** A sparse zvol as big as any disk image may be, its device ready to write. */
 async function createScratchVolume(zfs: Zfs, name: string, x: { signal?: AbortSignal }): Promise<void> {
