@@ -173,9 +173,12 @@ async function createScratchVolume(zfs: Zfs, name: string, x: { signal?: AbortSi
 
 /** A received stream must be one volume with exactly one snapshot: its name, and the volume's size. */
 async function onlySnapshot(zfs: Zfs, id: string, temp: string, x: { signal?: AbortSignal }): Promise<{ snapName: string; volsize: number }> {
-  const dataset = await zfs.getDataset(temp, x)
+  // One listing answers both questions: what was received, and its snapshots.
+  const all = await zfs.listDatasets({ types: ['filesystem', 'volume', 'snapshot'], roots: [temp], depth: 1 }, x)
+  const dataset = all.find((d) => d.name === temp)
+  if (!dataset) throw new UpstreamError(`image ${id}: zfs receive left no ${temp}`)
   if (dataset.type !== 'volume') throw new UpstreamError(`image ${id}: the stream holds a ${dataset.type}, not a volume`)
-  const snaps = await zfs.listDatasets({ types: ['snapshot'], roots: [temp], depth: 1 }, x)
+  const snaps = all.filter((d) => d.name.startsWith(`${temp}@`))
   if (snaps.length !== 1) throw new UpstreamError(`image ${id}: the stream must hold exactly one snapshot, it held ${snaps.length}`)
   return { snapName: snaps[0]!.name.slice(temp.length + 1), volsize: dataset.volsize ?? 0 }
 }
