@@ -57,7 +57,8 @@ async function reconcile(zfs: Zfs, scope: Scope, records: ImageRecords, log: Log
     const child = ds.name.slice(scope.images.length + 1)
     if (TEMPORARY_PREFIXES.some((p) => child.startsWith(p))) {
       log.warn({ dataset: ds.name }, 'removing an interrupted import')
-      await zfs.destroy(ds.name, { recursive: true })
+      // One leftover that cannot go (a clone was made of it by hand) must not keep the agent down.
+      await zfs.destroy(ds.name, { recursive: true }).catch((e: Error) => log.error({ dataset: ds.name, err: e.message }, 'could not remove an interrupted import; left in place'))
     } else if (ds.type === 'volume' && !known.has(ds.name)) {
       await adopt(zfs, ds, child, records, log)
     }
@@ -91,6 +92,9 @@ export async function createAgent(config: Config, o: { zfs?: Zfs; log: Logger })
       await zfs.createFilesystem(root)
     }
   }
+  // A quota on images/ keeps imports from filling the pool under the guests' disks.
+  if (config.imagesQuota !== undefined) await zfs.setProps(scope.images, { quota: String(config.imagesQuota) })
+  if (config.acceptUndigestedImages) o.log.warn({ imageServer: config.imageServer }, 'acceptUndigestedImages is on: images from the image service that publish no sha256 are imported unverified')
   mkdirSync(config.metadataDir, { recursive: true })
   const db = await openDb(config.metadataDir)
   const records = imageRecords(db) // the one instance: it keeps the records in memory

@@ -34,6 +34,18 @@ export interface Config {
    * becomes a disk a guest can read.
    */
   readonly fileSources?: string
+  /**
+   * Largest image, counted on the decoded bytes (after gunzip) for every
+   * format, and on a qcow2's virtual size. Temporary zvols are made this big.
+   */
+  readonly maxImageBytes: number
+  /** When set, start-up sets this quota (bytes) on <pool>/images: imports can never fill the pool under the guests. */
+  readonly imagesQuota?: number
+  /**
+   * Accept an image from the configured image service that publishes no
+   * sha256 (the Go mistify-image-service publishes none). Off: fail closed.
+   */
+  readonly acceptUndigestedImages: boolean
 }
 
 export class ConfigError extends Error {
@@ -50,6 +62,8 @@ export const DEFAULTS: Config = {
   maxPending: 32,
   fetchIdleTimeoutMs: 60_000,
   zfsTimeoutMs: 10 * 60_000,
+  maxImageBytes: 256 * 2 ** 30,
+  acceptUndigestedImages: false,
 }
 
 /** flag (long, short) → key, and its environment variable. */
@@ -66,12 +80,31 @@ const OPTIONS: ReadonlyArray<readonly [keyof Config, string, string | undefined,
   ['token', '--token', undefined, 'MISTIFY_TOKEN'],
   ['socket', '--socket', undefined, 'MISTIFY_SOCKET'],
   ['fileSources', '--file-sources', undefined, 'MISTIFY_FILE_SOURCES'],
+  ['maxImageBytes', '--max-image-size', undefined, 'MISTIFY_MAX_IMAGE_SIZE'],
+  ['imagesQuota', '--images-quota', undefined, 'MISTIFY_IMAGES_QUOTA'],
+  ['acceptUndigestedImages', '--accept-undigested-images', undefined, 'MISTIFY_ACCEPT_UNDIGESTED_IMAGES'],
 ]
 
 const CONFIG_FLAG = '--config'
 const CONFIG_ENV = 'MISTIFY_CONFIG'
 
 const NUMERIC = new Set<keyof Config>(['port', 'fetchers', 'maxPending', 'fetchIdleTimeoutMs', 'zfsTimeoutMs'])
+/** Byte counts: a whole number with an optional K, M, G or T (powers of 1024). */
+const SIZES = new Set<keyof Config>(['maxImageBytes', 'imagesQuota'])
+const BOOLEANS = new Set<keyof Config>(['acceptUndigestedImages'])
+
+export function parseSize(key: string, value: string): number {
+  const m = /^(\d+)([KMGT]?)i?B?$/i.exec(value.trim())
+  const n = m ? Number(m[1]) * 1024 ** ' KMGT'.indexOf((m[2] || ' ').toUpperCase()) : NaN
+  if (!Number.isSafeInteger(n) || n <= 0) throw new ConfigError(`${key}: expected a size in bytes (e.g. 68719476736 or 64G), got ${JSON.stringify(value)}`)
+  return n
+}
+
+export function parseBoolean(key: string, value: string): boolean {
+  if (/^(1|true|yes|on)$/i.test(value)) return true
+  if (/^(0|false|no|off)$/i.test(value)) return false
+  throw new ConfigError(`${key}: expected true or false, got ${JSON.stringify(value)}`)
+}
 
 /** `host`, `host:port` or a URL; a bare host gets the image service's default port. */
 export function normaliseImageServer(v: string): string {
@@ -84,10 +117,11 @@ export function normaliseImageServer(v: string): string {
 }
 
 /** Keys a config file may hold, and the JSON type each must have. */
-const FILE_KEYS: Readonly<Record<keyof Config, 'string' | 'integer'>> = {
+const FILE_KEYS: Readonly<Record<keyof Config, 'string' | 'integer' | 'boolean'>> = {
   zpool: 'string', listen: 'string', port: 'integer', imageServer: 'string', metadataDir: 'string',
   fetchers: 'integer', maxPending: 'integer', fetchIdleTimeoutMs: 'integer', zfsTimeoutMs: 'integer',
   token: 'string', socket: 'string', fileSources: 'string',
+  maxImageBytes: 'integer', imagesQuota: 'integer', acceptUndigestedImages: 'boolean',
 }
 
 /**
@@ -105,8 +139,9 @@ export function parseConfigFile(text: string, file = 'config file'): Partial<Con
       throw new ConfigError(`${file}: unknown key ${JSON.stringify(key)} (known: ${Object.keys(FILE_KEYS).join(', ')})`)
     }
     const want = FILE_KEYS[key as keyof Config]
-    if (want === 'integer' ? !(typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) : typeof v !== 'string') {
-      throw new ConfigError(`${file}: ${key}: expected ${want === 'integer' ? 'a whole number' : 'a string'}, got ${JSON.stringify(v)}`)
+    const ok = want === 'integer' ? typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 : typeof v === want
+    if (!ok) {
+      throw new ConfigError(`${file}: ${key}: expected ${want === 'integer' ? 'a whole number' : want === 'boolean' ? 'true or false' : 'a string'}, got ${JSON.stringify(v)}`)
     }
     out[key] = v
   }
@@ -145,7 +180,9 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv, rea
       const n = Number(value)
       if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw new ConfigError(`${key}: expected a whole number, got ${JSON.stringify(value)}`)
       out[key] = n
-    } else out[key] = value
+    } else if (SIZES.has(key)) out[key] = parseSize(key, value)
+    else if (BOOLEANS.has(key)) out[key] = parseBoolean(key, value)
+    else out[key] = value
   }
   // An empty token, socket or file-sources (e.g. "" in the file) means "not set".
   for (const k of ['token', 'socket', 'fileSources'] as const) if (out[k] === '') delete out[k]
@@ -156,5 +193,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv, rea
   if (!c.metadataDir) throw new ConfigError('metadata-dir: empty')
   if (c.token !== undefined && /\s/.test(c.token)) throw new ConfigError('token: must not contain whitespace')
   if (c.fileSources !== undefined && !c.fileSources.startsWith('/')) throw new ConfigError('file-sources: an absolute directory')
+  if (!(c.maxImageBytes > 0)) throw new ConfigError('max-image-size: more than 0 bytes')
+  if (c.imagesQuota !== undefined && !(c.imagesQuota > 0)) throw new ConfigError('images-quota: more than 0 bytes')
   return { ...c, imageServer: normaliseImageServer(c.imageServer) }
 }

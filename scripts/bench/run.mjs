@@ -13,9 +13,9 @@
 // BENCH_LIST_ROUNDS (3) BENCH_RSS_MIB (4096) BENCH_VOLBLOCKSIZE (128K)
 // BENCH_PROFILE=DIR (agents run with --cpu-prof into DIR).
 import { createServer } from 'node:http'
-import { createReadStream, mkdtempSync, mkdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs'
+import { createReadStream, mkdtempSync, mkdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs'
 import { once } from 'node:events'
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import os from 'node:os'
 import { bash, env, fillPattern, killAll, sh, startAgent, fmt } from './lib.mjs'
@@ -55,13 +55,17 @@ const ctx = {
   filesDir: join(dir, 'files'),
   volblocksize: env('BENCH_VOLBLOCKSIZE', '128K'),
   prof: process.env.BENCH_PROFILE || undefined,
-  startAgent: (o) => startAgent({ pool, dir, prof: ctx.prof, ...o }),
-  /** Serve one file as every /images/<id>/download, with Content-Length. */
+  // --file-sources: importTiny reads its image by file:// (refused without it).
+  startAgent: (o) => startAgent({ pool, dir, prof: ctx.prof, ...o, extraArgs: ['--file-sources', ctx.filesDir, ...(o?.extraArgs ?? [])] }),
+  /** Serve one file as every /images/<id>/download, with Content-Length and its sha256, as the image service does. */
   async fileServer(file) {
     const size = statSync(file).size
+    const hash = createHash('sha256')
+    for await (const c of createReadStream(file)) hash.update(c)
+    const sha256 = hash.digest('hex')
     const server = createServer((req, res) => {
       if (!/^\/images\/[^/]+\/download$/.test(req.url ?? '')) { res.writeHead(404); res.end(); return }
-      res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': size })
+      res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': size, 'X-Image-Sha256': sha256 })
       createReadStream(file).pipe(res)
     })
     server.listen(0, '127.0.0.1')
@@ -78,7 +82,8 @@ const ctx = {
       await fillPattern(`/dev/zvol/${ds}`, 16)
       await bash(`zfs snapshot ${ds}@base && zfs send ${ds}@base > ${file} && zfs destroy -r ${ds}`)
     }
-    const r = await agent.rpc('RequestImage', { id, source: `file://${file}` })
+    const sha256 = createHash('sha256').update(readFileSync(file)).digest('hex') // 16 MiB: fine in memory
+    const r = await agent.rpc('RequestImage', { id, source: `file://${file}`, sha256 })
     return r.images[0]
   },
 }

@@ -22,7 +22,7 @@ const HELP = `usage: mistify-image [--url URL] [--socket PATH] [--token TOKEN] [
 commands:
   images list                      list images
   images show ID                   one image
-  images fetch ID [--source URL] [--format zfs|raw|qcow2]
+  images fetch ID [--source URL --sha256 HEX] [--format zfs|raw|qcow2]
                                    fetch an image (default from the image service; waits until imported)
   images delete ID                 delete an image
   clone ID DEST                    clone an image into a guest disk (DEST e.g. guests/g1/disk-0)
@@ -60,13 +60,14 @@ export interface Options {
   output: string | undefined
   source: string | undefined
   format: string | undefined
+  sha256: string | undefined
   args: string[]
 }
 
 export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv): Options {
   const o: Options = {
     url: env.MISTIFY_URL || DEFAULT_URL, socket: env.MISTIFY_SOCKET || undefined, token: env.MISTIFY_TOKEN || undefined,
-    json: false, help: false, recursive: false, destroyMoreRecent: false, output: undefined, source: undefined, format: undefined, args: [],
+    json: false, help: false, recursive: false, destroyMoreRecent: false, output: undefined, source: undefined, format: undefined, sha256: undefined, args: [],
   }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!
@@ -89,6 +90,7 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv): Opti
       case '-o': case '--output': o.output = value(); break
       case '--source': o.source = value(); break
       case '--format': o.format = value(); break
+      case '--sha256': o.sha256 = value(); break
       case '--': o.args.push(...argv.slice(i + 1)); i = argv.length; break
       default:
         if (a.startsWith('-') && a !== '-') throw new UsageError(`unknown option ${a}`)
@@ -248,8 +250,8 @@ export async function run(o: Options, stdout: NodeJS.WriteStream = process.stdou
         case 'list': need(rest, 0, 'images list'); return print(await rpc(o, 'ListImages', {}))
         case 'show': need(rest, 1, 'images show ID'); return print(await rpc(o, 'GetImage', { id: rest[0] }))
         case 'fetch': {
-          need(rest, 1, 'images fetch ID [--source URL] [--format zfs|raw|qcow2]')
-          const params = { id: rest[0], ...(o.source ? { source: o.source } : {}), ...(o.format ? { format: o.format } : {}) }
+          need(rest, 1, 'images fetch ID [--source URL --sha256 HEX] [--format zfs|raw|qcow2]')
+          const params = { id: rest[0], ...(o.source ? { source: o.source } : {}), ...(o.sha256 ? { sha256: o.sha256 } : {}), ...(o.format ? { format: o.format } : {}) }
           return print(await withSpinner(tty, `fetching ${rest[0]}`, rpc(o, 'RequestImage', params)))
         }
         case 'delete': need(rest, 1, 'images delete ID'); return print(await rpc(o, 'DeleteImage', { id: rest[0] }))

@@ -13,7 +13,7 @@ import { pipeline } from 'node:stream'
 import { createGunzip } from 'node:zlib'
 import { UpstreamError } from '../errors.js'
 import { DatasetBusyError, DatasetNotFoundError, type Zfs } from '../zfs/index.js'
-import { decideFormat, isGzip, SNIFF_BYTES, type PayloadFormat } from './payload.js'
+import { assertPlainStream, decideFormat, isGzip, SNIFF_BYTES, zfsStreamHeader, type PayloadFormat } from './payload.js'
 import { waitForDevice, writeToDevice } from './device-write.js'
 import { qcow2Check, qcow2Info, qcow2ToDevice } from './qemu-img.js'
 
@@ -36,10 +36,19 @@ export const PROP_FORMAT = 'mistify:format'
 export const DISK_IMAGE_SNAPSHOT = 'image'
 
 /**
- * Largest raw or qcow2 payload. Its zvol is created sparse at this size
- * (the size of a gzipped body is not known up front) and shrunk to fit.
+ * Properties a received stream may not set on the agent's pool; the image
+ * inherits them from `images/` instead. Space: reservations take pool space
+ * from the guests, copies multiplies it, dedup costs the whole pool memory.
+ * Exposure and integrity: volmode/snapdev decide which devices appear,
+ * checksum=off or sync=disabled weaken every clone. Our own markers: a
+ * stream that brought `mistify:image` would be adopted as verified after a
+ * crash. Plain full streams (the only kind accepted) carry no properties;
+ * this holds even if that check were ever loosened.
  */
-export const MAX_DISK_IMAGE_BYTES = 2 ** 40
+export const RECEIVE_EXCLUDED_PROPERTIES = [
+  'refreservation', 'reservation', 'volmode', 'snapdev', 'copies', 'dedup', 'checksum', 'compression', 'sync',
+  PROP_IMAGE, PROP_SHA256, PROP_FORMAT,
+] as const
 /** Multiple of every volblocksize a zvol gets by default: a valid volsize whatever the pool's default. */
 const VOLSIZE_STEP = 128 * 1024
 
@@ -88,6 +97,8 @@ export async function importImage(o: {
   expectedBytes?: number | undefined
   /** What the caller says the bytes are; otherwise told by their first bytes. */
   format?: PayloadFormat | undefined
+  /** Most decoded bytes (after gunzip) and largest qcow2 virtual size accepted. */
+  maxBytes: number
 }): Promise<Imported> {
   const { zfs, id } = o
   const temp = `${o.imagesRoot}/${INCOMING_PREFIX}${id}`
@@ -119,27 +130,33 @@ export async function importImage(o: {
     if (body.head.length === 0) throw new UpstreamError('image source sent an empty body')
     // pipeline() so a source failure destroys the gunzip, and a gunzip failure ends the source.
     const decoded: AsyncIterable<Buffer> = isGzip(body.head) ? pipeline(body.all, createGunzip(), () => {}) : body.all
-    const payload = await peek(decoded, SNIFF_BYTES)
+    const payload = await peek(limited(decoded, o.maxBytes, id), SNIFF_BYTES)
     const format = decideFormat(id, payload.head, o.format)
     let snapName = DISK_IMAGE_SNAPSHOT
     let volsize: number
+    const scratchBytes = roundUp(o.maxBytes, VOLSIZE_STEP)
     if (format === 'zfs') {
-      await zfs.receive(temp, payload.all, { noMount: true }, x)
+      assertPlainStream(id, zfsStreamHeader(payload.head))
+      await zfs.receive(temp, payload.all, { noMount: true, exclude: RECEIVE_EXCLUDED_PROPERTIES }, x)
       ;({ snapName, volsize } = await onlySnapshot(zfs, id, temp, x))
     } else {
-      await createScratchVolume(zfs, temp, x)
+      await createScratchVolume(zfs, temp, scratchBytes, x)
       if (format === 'raw') {
-        const n = await writeToDevice(`/dev/zvol/${temp}`, payload.all, { limit: MAX_DISK_IMAGE_BYTES, what: `image ${id}`, signal: o.signal })
+        const n = await writeToDevice(`/dev/zvol/${temp}`, payload.all, { limit: scratchBytes, what: `image ${id}`, signal: o.signal })
         if (n === 0) throw new UpstreamError(`image ${id}: the disk image is empty`)
         volsize = roundUp(n, VOLSIZE_STEP)
         await zfs.setProps(temp, { volsize: String(volsize) }, x)
       } else {
         await removeLeftover(zfs, spool) // only qcow2 uses a spool: only it pays for the check
-        await createScratchVolume(zfs, spool, x)
-        const n = await writeToDevice(`/dev/zvol/${spool}`, payload.all, { limit: MAX_DISK_IMAGE_BYTES, what: `image ${id}`, signal: o.signal })
-        // Shrunk to the bytes received, so qemu-img sees a truncated image end where it ends, not zeros to 1 TiB.
+        await createScratchVolume(zfs, spool, scratchBytes, x)
+        const n = await writeToDevice(`/dev/zvol/${spool}`, payload.all, { limit: scratchBytes, what: `image ${id}`, signal: o.signal })
+        // Shrunk to the bytes received, so qemu-img sees a truncated image end where it ends, not zeros to the limit.
         await zfs.setProps(spool, { volsize: String(roundUp(n, VOLSIZE_STEP)) }, x)
         const info = await qcow2Info(`/dev/zvol/${spool}`, { signal: o.signal })
+        // A small qcow2 can expand to terabytes: its virtual size is what convert may write.
+        if (info.virtualSize > o.maxBytes) throw new UpstreamError(`image ${id}: qcow2 virtual size ${info.virtualSize} bytes is over the limit of ${o.maxBytes} (maxImageBytes)`)
+        const free = (await zfs.getDataset(o.imagesRoot, x)).available ?? 0
+        if (info.virtualSize > free) throw new UpstreamError(`image ${id}: qcow2 virtual size ${info.virtualSize} bytes is more than the ${free} bytes ${o.imagesRoot} has available`)
         await qcow2Check(`/dev/zvol/${spool}`, { signal: o.signal })
         volsize = roundUp(info.virtualSize, VOLSIZE_STEP)
         await zfs.setProps(temp, { volsize: String(volsize) }, x)
@@ -161,13 +178,23 @@ export async function importImage(o: {
 
 const roundUp = (n: number, step: number) => Math.ceil(n / step) * step
 
+/** The decoded payload, failing as soon as it grows past `max` bytes (a gzip bomb stops there too). */
+async function* limited(src: AsyncIterable<Buffer>, max: number, id: string): AsyncGenerator<Buffer> {
+  let n = 0
+  for await (const c of src) {
+    n += c.length
+    if (n > max) throw new UpstreamError(`image ${id}: larger than ${max} bytes decoded (maxImageBytes)`)
+    yield c
+  }
+}
+
 async function removeLeftover(zfs: Zfs, name: string): Promise<void> {
   if (await zfs.findDataset(name)) await zfs.destroy(name, { recursive: true })
 }
 
 /** A sparse zvol as big as any disk image may be, its device ready to write. */
-async function createScratchVolume(zfs: Zfs, name: string, x: { signal?: AbortSignal }): Promise<void> {
-  await zfs.createVolume(name, MAX_DISK_IMAGE_BYTES, { sparse: true }, x)
+async function createScratchVolume(zfs: Zfs, name: string, bytes: number, x: { signal?: AbortSignal }): Promise<void> {
+  await zfs.createVolume(name, bytes, { sparse: true }, x)
   await waitForDevice(`/dev/zvol/${name}`, x)
 }
 
@@ -178,6 +205,8 @@ async function onlySnapshot(zfs: Zfs, id: string, temp: string, x: { signal?: Ab
   const dataset = all.find((d) => d.name === temp)
   if (!dataset) throw new UpstreamError(`image ${id}: zfs receive left no ${temp}`)
   if (dataset.type !== 'volume') throw new UpstreamError(`image ${id}: the stream holds a ${dataset.type}, not a volume`)
+  // Belt and braces for the header check: an image shares no blocks with anything outside images/.
+  if (dataset.origin) throw new UpstreamError(`image ${id}: the received volume is a clone of ${dataset.origin}`)
   const snaps = all.filter((d) => d.name.startsWith(`${temp}@`))
   if (snaps.length !== 1) throw new UpstreamError(`image ${id}: the stream must hold exactly one snapshot, it held ${snaps.length}`)
   return { snapName: snaps[0]!.name.slice(temp.length + 1), volsize: dataset.volsize ?? 0 }

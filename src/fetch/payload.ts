@@ -17,6 +17,45 @@ const ZFS_MAGIC_LE = Buffer.from([0xac, 0xcb, 0xba, 0xf5, 0x02, 0, 0, 0])
 const ZFS_MAGIC_BE = Buffer.from([0, 0, 0, 0x02, 0xf5, 0xba, 0xcb, 0xac])
 const QCOW2_MAGIC = Buffer.from([0x51, 0x46, 0x49, 0xfb]) // "QFI\xfb"
 
+/** What a zfs send stream's first record (DRR_BEGIN) says about it. */
+export interface StreamHeader {
+  /** A replication/properties package (`zfs send -R` or `-p`): more streams and an nvlist inside. */
+  readonly compound: boolean
+  /** DRR_FLAG_CLONE: receive makes a clone of the snapshot whose guid is `fromguid`, wherever it is in the pool. */
+  readonly clone: boolean
+  /** Non-zero for an incremental stream: its base, found by guid. */
+  readonly fromguid: bigint
+  readonly toguid: bigint
+}
+
+/** sizeof(dmu_replay_record_t): the BEGIN record ends with its 256-byte toname. */
+const DRR_BEGIN_BYTES = 312
+const DMU_COMPOUNDSTREAM = 2n
+const DRR_FLAG_CLONE = 1
+
+/** The BEGIN record of a zfs send stream (`head` must be sniffed as 'zfs'). */
+export function zfsStreamHeader(head: Buffer): StreamHeader {
+  if (head.length < DRR_BEGIN_BYTES) throw new UpstreamError(`zfs send stream: truncated in its first record (${head.length} bytes)`)
+  // A stream is written in its sender's byte order; the magic tells which.
+  const le = head.subarray(8, 16).equals(ZFS_MAGIC_LE)
+  const u64 = (at: number) => (le ? head.readBigUInt64LE(at) : head.readBigUInt64BE(at))
+  const flags = le ? head.readUInt32LE(36) : head.readUInt32BE(36)
+  return { compound: (u64(16) & 3n) === DMU_COMPOUNDSTREAM, clone: (flags & DRR_FLAG_CLONE) !== 0, toguid: u64(40), fromguid: u64(48) }
+}
+
+/**
+ * Only a plain full stream of one snapshot may become an image. ZFS finds an
+ * incremental's base and a clone's origin by guid anywhere in the pool, so
+ * either would tie the image to a dataset outside the agent's trees (which
+ * could then never be destroyed); a compound stream carries properties and
+ * further streams that could be either.
+ */
+export function assertPlainStream(id: string, h: StreamHeader): void {
+  if (h.compound) throw new UpstreamError(`image ${id}: a replication or properties stream (zfs send -R/-p) is not accepted; send the one snapshot alone`)
+  if (h.clone) throw new UpstreamError(`image ${id}: a clone stream is not accepted (its origin is found by guid, anywhere in the pool)`)
+  if (h.fromguid !== 0n) throw new UpstreamError(`image ${id}: an incremental stream is not accepted (from guid ${h.fromguid}); send a full stream`)
+}
+
 export function isGzip(head: Buffer): boolean {
   return head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b
 }

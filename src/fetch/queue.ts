@@ -11,6 +11,8 @@ export interface FetchQueue {
   /**
    * Run `task` for `key`, or join the run already under way for it.
    * `onQueued` is called (synchronously) only when a new run was accepted.
+   * A refusal (queue full, or closed) throws BusyError synchronously, so a
+   * caller that answers before the run ends knows it was not admitted.
    */
   run<T>(key: string, task: (signal: AbortSignal) => Promise<T>, onQueued?: () => void): Promise<T>
   /** Whether a run for `key` is waiting or under way. */
@@ -30,13 +32,13 @@ export function createFetchQueue(o: { concurrency: number; maxPending: number })
 
   return {
     run<T>(key: string, task: (signal: AbortSignal) => Promise<T>, onQueued?: () => void): Promise<T> {
-      if (closed) return Promise.reject(new BusyError('fetcher quit'))
+      if (closed) throw new BusyError('fetcher quit')
       const joined = inflight.get(key)
       if (joined) return joined as Promise<T>
       // Waiting for a slot that is free already is not waiting: only the excess counts against maxPending.
       const free = Math.max(0, o.concurrency - queue.pending)
       if (waiting.size >= o.maxPending + free) {
-        return Promise.reject(new BusyError(`busy: ${queue.pending} fetches running and ${waiting.size} waiting, try again later`))
+        throw new BusyError(`busy: ${queue.pending} fetches running and ${waiting.size} waiting, try again later`)
       }
       const p = new Promise<T>((resolve, reject) => {
         const cancel = (e: Error) => reject(e)

@@ -38,7 +38,7 @@ export class ParamsTypeError extends InvalidParamsError {
  */
 const GO_TYPE_NAMES: ReadonlyMap<string, string> = new Map(([
   ['rpc.ImageRequest', 'id type dest source'],
-  ['rpc.ImageRequest', 'id type dest source async format'], // ours, with the async and format extensions
+  ['rpc.ImageRequest', 'id type dest source async format sha256'], // ours, with the async, format and sha256 extensions
   ['rpc.SnapshotRequest', 'id dest recursive destroyMoreRecent'],
   ['rpc.VolumeRequest', 'id size'],
   ['rpc.GuestRequest', 'guest action args'],

@@ -10,8 +10,8 @@ import type { SnapshotRequest } from '../services/snapshots.js'
 import type { VolumeRequest } from '../services/volumes.js'
 import type { GuestRequest } from '../services/disks.js'
 
-/** rpc.ImageRequest, plus `async` (ours): RequestImage answers at once with the pending record. */
-export const IMAGE_REQUEST: StructSpec = { id: str, type: str, dest: str, source: str, async: bool, format: str }
+/** rpc.ImageRequest, plus ours: `async` (answer at once with the pending record), `format`, and `sha256` (required with `source`). */
+export const IMAGE_REQUEST: StructSpec = { id: str, type: str, dest: str, source: str, async: bool, format: str, sha256: str }
 export const SNAPSHOT_REQUEST: StructSpec = { id: str, dest: str, recursive: bool, destroyMoreRecent: bool }
 /** The download route's body: the agent's SnapshotRequest plus our replication fields. */
 export const DOWNLOAD_REQUEST: StructSpec = {

@@ -11,6 +11,7 @@ import { BusyError, InvalidParamsError } from '../errors.js'
 import { names, ZfsError, type Dataset } from '../zfs/index.js'
 import type { Child } from '../exec.js'
 import type { SendOptions } from '../zfs/types.js'
+import type { ResumeTokenInfo } from '../zfs/parse.js'
 import { getExisting } from './lookup.js'
 import type { Deps } from './deps.js'
 import type { createSnapshotService } from './snapshots.js'
@@ -50,6 +51,28 @@ export function createDownloadService(d: Deps & {
   const maxPerSnapshot = d.maxPerSnapshot ?? 4
   const active = new Map<string, number>()
 
+  /**
+   * zfs sends the snapshot whose guid the token carries, searching upward
+   * from toname's dataset to the pool root; the name alone proves nothing.
+   * So: toname must be ours and carry exactly that guid, the dry run must
+   * have resolved it to that same name, and an incremental's base likewise.
+   */
+  async function checkResumeToken(info: ResumeTokenInfo): Promise<Dataset> {
+    const refuse = (why: string) => new InvalidParamsError(`invalid resume token: ${why}`)
+    const mine = (name: string) => { try { scope.check(name); return true } catch { return false } }
+    if (!mine(info.toname)) throw refuse(`it names ${info.toname}, outside this agent's datasets`)
+    const snap = await getExisting(zfs, info.toname)
+    if (BigInt(snap.guid) !== info.toguid) throw refuse(`${info.toname} is not the snapshot it was made for (guid ${info.toguid})`)
+    if (info.resolved.to !== snap.name) throw refuse(`zfs would send ${info.resolved.to}, not ${info.toname}`)
+    if (info.fromguid !== undefined || info.resolved.from !== undefined) {
+      const from = info.resolved.from
+      if (from === undefined || info.fromguid === undefined || !mine(from)) throw refuse(`its incremental base ${from ?? '(unnamed)'} is not one of this agent's snapshots`)
+      const base = await getExisting(zfs, from)
+      if (BigInt(base.guid) !== info.fromguid) throw refuse(`its incremental base ${from} does not carry guid ${info.fromguid}`)
+    }
+    return snap
+  }
+
   /** The base of an incremental send, checked against the snapshot it leads to. */
   async function resolveBase(snap: Dataset, from: string): Promise<Dataset> {
     const { dataset } = names.splitSnapshotName(snap.name)
@@ -85,12 +108,7 @@ export function createDownloadService(d: Deps & {
         } catch (e) {
           throw new InvalidParamsError(`invalid resume token: ${e instanceof ZfsError ? e.message : 'cannot be read'}`)
         }
-        try {
-          scope.check(info.toname)
-        } catch {
-          throw new InvalidParamsError(`invalid resume token: it names ${info.toname}, outside this agent's datasets`)
-        }
-        snap = await getExisting(zfs, info.toname)
+        snap = await checkResumeToken(info)
         estimate = info.size
         kind = 'resume'
       } else {

@@ -1,5 +1,5 @@
 /** ListImages, GetImage, RequestImage, DeleteImage, CloneImage. */
-import { BusyError, ConflictError, InvalidParamsError, NotFoundError } from '../errors.js'
+import { BusyError, ConflictError, InvalidParamsError, NotFoundError, UpstreamError } from '../errors.js'
 import { openImageSource, sourceUrl } from '../fetch/sources.js'
 import { importImage } from '../fetch/import-image.js'
 import { parseDeclaredFormat, type PayloadFormat } from '../fetch/payload.js'
@@ -11,6 +11,29 @@ export interface ImageRequest {
   id: string; type: string; dest: string; source: string; async?: boolean
   /** RequestImage: what the bytes are (zfs, raw, qcow2); empty to tell by the bytes. */
   format?: string
+  /** RequestImage: sha256 of the bytes as served; required with `source`. */
+  sha256?: string
+}
+
+const SHA256 = /^[0-9a-f]{64}$/
+
+/**
+ * The digest an import must match, decided before any byte is fetched or
+ * any dataset made: integrity fails closed. A `source` the caller names
+ * comes with the caller's sha256; the configured image service must publish
+ * one (X-Image-Sha256), unless the operator accepts undigested images from
+ * it. Both are checked when both are known.
+ */
+function expectedDigest(id: string, requested: string | undefined, published: string | undefined, fromImageService: boolean, acceptUndigested: boolean): string | undefined {
+  if (requested && published && requested !== published) {
+    throw new UpstreamError(`image ${id}: the source publishes sha256 ${published}, the request says ${requested}`)
+  }
+  const digest = requested || published
+  if (digest) return digest
+  if (fromImageService && acceptUndigested) return undefined
+  throw new UpstreamError(fromImageService
+    ? `image ${id}: the image service published no sha256 (X-Image-Sha256), and unverified images are refused (acceptUndigestedImages is off)`
+    : `image ${id}: no sha256 to verify it against`)
 }
 
 /** How often a running fetch writes its progress to the record. */
@@ -46,13 +69,21 @@ export function createImageService(d: Deps) {
    * an async caller asked; a synchronous caller gets the error itself and,
    * as with the original, no record stays behind.
    */
-  function fetchImage(id: string, source: string, async: boolean, format: PayloadFormat | undefined): Promise<ImageRecord> {
-    if (async) watched.add(id)
+  function fetchImage(id: string, source: string, async: boolean, format: PayloadFormat | undefined, sha256: string | undefined): Promise<ImageRecord> {
     const url = sourceUrl(d.config.imageServer, id, source, d.config.fileSources)
     const shown = url.protocol === 'file:' ? url.toString() : url.toString().replace(/\/\/[^@/]*@/, '//') // no credentials in records
-    return fetches.run(id, async (signal) => {
+    // Fail closed: bytes from a place the caller names are only taken with the caller's digest.
+    if (source && !sha256) throw new InvalidParamsError('sha256: required with source (the sha256 of the bytes as served)')
+    if (async) watched.add(id)
+    try {
+      return fetches.run(id, task, () => { void records.put(id, base(id, shown, 'pending')).catch(() => {}) })
+    } catch (e) {
+      if (async) watched.delete(id) // not admitted: nothing will run to record an outcome
+      throw e
+    }
+    async function task(signal: AbortSignal): Promise<ImageRecord> {
       try {
-        const rec = await importFrom(id, url, shown, format, signal)
+        const rec = await importFrom(id, url, shown, format, sha256, !source, signal)
         watched.delete(id)
         return rec
       } catch (err) {
@@ -63,12 +94,21 @@ export function createImageService(d: Deps) {
         await (keep ? records.put(id, { ...base(id, shown, 'error'), error: (e as Error).message }) : records.del(id)).catch(() => {})
         throw e
       }
-    }, () => { void records.put(id, base(id, shown, 'pending')).catch(() => {}) })
+    }
   }
 
   /** One import, its progress written to the record as it goes. */
-  async function importFrom(id: string, url: URL, shown: string, format: PayloadFormat | undefined, signal: AbortSignal): Promise<ImageRecord> {
+  async function importFrom(
+    id: string, url: URL, shown: string, format: PayloadFormat | undefined, sha256: string | undefined, fromImageService: boolean, signal: AbortSignal,
+  ): Promise<ImageRecord> {
     const src = await openImageSource(url, { signal, idleTimeoutMs: d.config.fetchIdleTimeoutMs, fileSources: d.config.fileSources })
+    let expectedSha256: string | undefined
+    try {
+      expectedSha256 = expectedDigest(id, sha256, src.sha256, fromImageService, d.config.acceptUndigestedImages)
+    } catch (e) {
+      src.abandon()
+      throw e
+    }
     const total = src.size ?? null
     const progress = () => records.put(id, { ...base(id, shown, 'downloading'), progress: { bytes: src.delivered(), total } })
     let last: Promise<void> = progress()
@@ -76,7 +116,7 @@ export function createImageService(d: Deps) {
     const timer = setInterval(() => { last = progress().catch(() => {}) }, PROGRESS_EVERY_MS)
     try {
       const got = await importImage({
-        zfs, imagesRoot: scope.images, id, body: src.body, signal, expectedSha256: src.sha256, expectedBytes: src.size, format,
+        zfs, imagesRoot: scope.images, id, body: src.body, signal, expectedSha256, expectedBytes: src.size, format, maxBytes: d.config.maxImageBytes,
       })
       clearInterval(timer)
       await last // a progress write must not land after the final one
@@ -110,10 +150,12 @@ export function createImageService(d: Deps) {
       if (!p.id) throw new InvalidParamsError('need id')
       scope.imageDataset(p.id) // the id becomes a dataset name: check it first
       const format = parseDeclaredFormat(p.format)
+      const sha256 = p.sha256 ? p.sha256.toLowerCase() : undefined
+      if (sha256 !== undefined && !SHA256.test(sha256)) throw new InvalidParamsError('sha256: 64 hex digits')
       const have = await records.get(p.id)
       if (have?.status === 'complete') return { images: [imageWire(have)] }
       const joining = fetches.has(p.id) && (have?.status === 'pending' || have?.status === 'downloading')
-      const job = fetchImage(p.id, p.source ?? '', p.async === true, format)
+      const job = fetchImage(p.id, p.source ?? '', p.async === true, format, sha256) // throws at once when not admitted
       if (p.async) {
         job.catch(() => {}) // the outcome lands in the record
         return { images: [imageWire(joining ? have : base(p.id, p.source ?? '', 'pending'))] }

@@ -5,6 +5,7 @@
  */
 import { InvalidParamsError } from '../errors.js'
 import { names } from '../zfs/index.js'
+import { DISK_IMAGE_SNAPSHOT, INCOMING_PREFIX } from '../fetch/import-image.js'
 
 export interface Scope {
   readonly pool: string
@@ -17,13 +18,22 @@ export interface Scope {
   resolve(rel: string, o?: { below?: boolean }): string
   /** A name that is already full (`<pool>/...`), fenced the same way. */
   check(full: string, o?: { below?: boolean }): string
-  /** <pool>/images/<id> for an image id (a single name component). */
+  /** <pool>/images/<id> for an image id: one name component, not reserved, short enough for its temporaries. */
   imageDataset(id: string): string
   /** <pool>/guests/<id> for a guest id (a single name component). */
   guestDataset(id: string): string
 }
 
 export const INVALID_DATASET = 'not a valid dataset'
+
+/**
+ * Image ids may not start with this: the import's temporaries (`_incoming-`,
+ * `_spool-`) live beside the images, and start-up removes them. An image
+ * named like one would be destroyed as a leftover.
+ */
+export const RESERVED_IMAGE_PREFIX = '_'
+/** The longest name an import derives from an id: `<pool>/images/_incoming-<id>@image`. */
+const LONGEST_DERIVED = (images: string, id: string) => `${images}/${INCOMING_PREFIX}${id}@${DISK_IMAGE_SNAPSHOT}`.length
 
 export function createScope(pool: string): Scope {
   names.assertPoolName(pool)
@@ -59,7 +69,12 @@ export function createScope(pool: string): Scope {
       if (typeof rel !== 'string' || rel.startsWith('/')) throw new InvalidParamsError(`${INVALID_DATASET}: ids are relative to the pool, e.g. guests/<id>`)
       return check(`${pool}/${rel}`, o)
     },
-    imageDataset: (id) => `${images}/${component(id, 'image')}`,
+    imageDataset(id) {
+      component(id, 'image')
+      if (id.startsWith(RESERVED_IMAGE_PREFIX)) throw new InvalidParamsError(`invalid image id ${JSON.stringify(id)}: ids starting with "${RESERVED_IMAGE_PREFIX}" are reserved for imports in progress`)
+      if (LONGEST_DERIVED(images, id) > names.MAX_NAME_LENGTH) throw new InvalidParamsError(`invalid image id ${JSON.stringify(id)}: too long for ${images} (its import names ${images}/${INCOMING_PREFIX}<id>, at most ${names.MAX_NAME_LENGTH} characters with its snapshot)`)
+      return `${images}/${id}`
+    },
     guestDataset: (id) => `${guests}/${component(id, 'guest')}`,
   }
 }

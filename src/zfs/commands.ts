@@ -153,7 +153,11 @@ export function sendResume(token: string, o: { estimate?: boolean; describe?: bo
 
 export function receive(name: string, o: ReceiveOptions = {}): Argv {
   assertAnyName(name)
-  return ['receive', ...flag(o.resumable, '-s'), ...flag(o.force, '-F'), ...flag(o.noMount, '-u'), ...propArgs(o.props), name]
+  const exclude = (o.exclude ?? []).flatMap((p) => {
+    if (!PROP_NAME.test(p)) throw new InvalidDatasetNameError(`invalid property name ${JSON.stringify(p)}`)
+    return ['-x', p]
+  })
+  return ['receive', ...flag(o.resumable, '-s'), ...flag(o.force, '-F'), ...flag(o.noMount, '-u'), ...propArgs(o.props), ...exclude, name]
 }
 
 /** Drop the saved partial state of an interrupted `receive -s`. */

@@ -47,7 +47,7 @@ export interface Zfs {
   sendEstimate(snap: string, o?: SendOptions, x?: ExecOptions): Promise<number>
   sendResumeEstimate(token: string, x?: ExecOptions): Promise<number>
   /** What a resume token names, decoded by zfs itself (so a corrupt one is refused). */
-  describeResumeToken(token: string, x?: ExecOptions): Promise<{ toname: string; fromguid: string | undefined; size: number }>
+  describeResumeToken(token: string, x?: ExecOptions): Promise<parse.ResumeTokenInfo>
   /** Pipe `input` into `zfs receive`; rejects with zfs's error, or the input's. */
   receive(name: string, input: Readable | AsyncIterable<Buffer>, o?: ReceiveOptions, x?: ExecOptions): Promise<void>
   receiveAbort(name: string, x?: ExecOptions): Promise<void>

@@ -103,11 +103,35 @@ export function parseVersion(stdout: string): { userland: string; kernel: string
 
 /**
  * `zfs send -n -v -P -t TOKEN`: "resume token contents:" then an nvlist dump
- * (`\ttoname = pool/fs@snap`, ...) and the usual size lines.
+ * (`\ttoname = pool/fs@snap`, `\ttoguid = 0x…`, …), then the dry run's own
+ * line naming what zfs resolved the guids to (`full\t<snap>\t<bytes>` or
+ * `incremental\t<from>\t<snap>\t<bytes>`), and the size line.
  */
-export function parseResumeToken(stdout: string): { toname: string; fromguid: string | undefined; size: number } {
+export function parseResumeToken(stdout: string): ResumeTokenInfo {
   const field = (k: string) => new RegExp(`^\\s*${k} = (.+)$`, 'm').exec(stdout)?.[1]?.trim()
+  const guid = (k: string) => {
+    const v = field(k)
+    if (v === undefined) return undefined
+    if (!/^0x[0-9a-f]+$/i.test(v)) throw new ZfsParseError(`zfs send -nvP -t: ${k} is not a hex number: ${JSON.stringify(v)}`)
+    return BigInt(v)
+  }
   const toname = field('toname')
-  if (!toname) throw new ZfsParseError(`zfs send -nvP -t: no toname in ${JSON.stringify(stdout.slice(0, 300))}`)
-  return { toname, fromguid: field('fromguid'), size: parseSendEstimate(stdout) }
+  const toguid = guid('toguid')
+  if (!toname || toguid === undefined) throw new ZfsParseError(`zfs send -nvP -t: no toname/toguid in ${JSON.stringify(stdout.slice(0, 300))}`)
+  const line = stdout.split('\n').map((l) => l.split('\t')).find((f) => (f[0] === 'full' && f.length === 3) || (f[0] === 'incremental' && f.length === 4))
+  if (!line) throw new ZfsParseError(`zfs send -nvP -t: no full/incremental line in ${JSON.stringify(stdout.slice(0, 300))}`)
+  const resolved = line[0] === 'full' ? { to: line[1]! } : { from: line[1]!, to: line[2]! }
+  return { toname, toguid, fromguid: guid('fromguid'), resolved, size: parseSendEstimate(stdout) }
+}
+
+export interface ResumeTokenInfo {
+  /** The snapshot the token says it continues, by name: only a hint to zfs. */
+  readonly toname: string
+  /** What zfs actually sends: the snapshot with this guid, searched from toname's dataset up to the pool. */
+  readonly toguid: bigint
+  /** An incremental's base, found by guid the same way. */
+  readonly fromguid: bigint | undefined
+  /** The dry run's own line: the names zfs resolved the guids to. */
+  readonly resolved: { readonly to: string; readonly from?: string }
+  readonly size: number
 }

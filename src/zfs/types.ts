@@ -90,4 +90,6 @@ export interface ReceiveOptions {
   readonly noMount?: boolean
   /** -o prop=value for the received dataset. */
   readonly props?: Readonly<Record<string, string>>
+  /** -x prop: whatever the stream says, the received dataset inherits these. */
+  readonly exclude?: readonly string[]
 }

@@ -6,7 +6,7 @@
 import { createServer, type Server } from 'node:http'
 import { once } from 'node:events'
 import { gzipSync } from 'node:zlib'
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { openSync, writeSync, closeSync } from 'node:fs'
 import { execFileSync } from 'node:child_process'
@@ -57,6 +57,10 @@ export function destroyWhenFree(ds: string): void {
 
 type Route = Buffer | ((res: import('node:http').ServerResponse, req: import('node:http').IncomingMessage) => void)
 
+export const sha256hex = (b: Buffer) => createHash('sha256').update(b).digest('hex')
+/** The digest header the image service publishes (the agent refuses undigested images by default). */
+export const digestHeader = (b: Buffer) => ({ 'X-Image-Sha256': sha256hex(b) })
+
 export interface ImageServer {
   readonly url: string
   /** Requests seen per path. */
@@ -79,7 +83,8 @@ export async function startImageServer(t: T): Promise<ImageServer> {
     if (typeof r === 'function') { r(res, req); return }
     const count = (n: number) => sent.set(path, (sent.get(path) ?? 0) + n)
     // Dribble the body out slowly enough that concurrent requests overlap.
-    res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': r.length })
+    // Published like the image service does: the agent fails closed without a digest.
+    res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': r.length, ...digestHeader(r) })
     let off = 0
     const step = () => {
       if (off >= r.length) { res.end(); return }
@@ -155,8 +160,9 @@ export async function startAgent(t: T, o: { config?: Partial<Config> } = {}): Pr
 /** A route that sends `body` in `chunk`-byte pieces every `delayMs`: slow enough to watch or interrupt. */
 export function dribble(body: Buffer, o: { chunk?: number; delayMs?: number } = {}): Route {
   const chunk = o.chunk ?? 64 * 1024
+  const digest = digestHeader(body)
   return (res) => {
-    res.writeHead(200, { 'Content-Length': body.length })
+    res.writeHead(200, { 'Content-Length': body.length, ...digest })
     let off = 0
     const step = () => {
       if (res.destroyed) return

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { tmpdir } from 'node:os'
 import { gzipSync } from 'node:zlib'
 import { haveZfs, sh } from '../helpers/zpool.js'
-import { startAgent, makeZvolStream, dribble, restartAgent } from '../helpers/agent.js'
+import { startAgent, makeZvolStream, dribble, restartAgent, sha256hex } from '../helpers/agent.js'
 
 if (!haveZfs) { t.comment('real ZFS only: run inside the VM (npm test does)'); process.exit(0) }
 
@@ -68,28 +68,32 @@ t.test('async RequestImage, statuses, sources', async (t) => {
 
   await t.test('sources: an http URL and a file:// path; others refused', async (t) => {
     a.images.routes.set('/elsewhere/img.zfs.gz', gzipSync(stream))
-    const viaUrl = await call('RequestImage', { id: 'from-url', source: `${a.images.url}/elsewhere/img.zfs.gz` })
+    const gz = gzipSync(stream)
+    a.images.routes.set('/elsewhere/img.zfs.gz', gz)
+    // A source the caller names comes with the caller's sha256 of the bytes as served.
+    t.match((await call('RequestImage', { id: 'from-url', source: `${a.images.url}/elsewhere/img.zfs.gz` })).error, /^sha256: required with source/)
+    const viaUrl = await call('RequestImage', { id: 'from-url', source: `${a.images.url}/elsewhere/img.zfs.gz`, sha256: sha256hex(gz) })
     t.match(viaUrl.result?.images?.[0], { id: 'from-url', status: 'complete' }, viaUrl.error ?? '')
     const file = join(sources, 'image.zfs')
     writeFileSync(file, stream)
-    const viaFile = await call('RequestImage', { id: 'from-file', source: `file://${file}` })
+    const viaFile = await call('RequestImage', { id: 'from-file', source: `file://${file}`, sha256: sha256hex(stream) })
     t.match(viaFile.result?.images?.[0], { id: 'from-file', status: 'complete' }, viaFile.error ?? '')
     t.match((await call('RequestImage', { id: 'x1', source: 'ftp://h/x' })).error, /only http\(s\):\/\/ and file:\/\//)
-    t.match((await call('RequestImage', { id: 'x2', source: `file://${sources}/nonexistent` })).error, /ENOENT/)
+    t.match((await call('RequestImage', { id: 'x2', source: `file://${sources}/nonexistent`, sha256: sha256hex(stream) })).error, /ENOENT/)
     mkdirSync(join(sources, 'sub'))
-    t.match((await call('RequestImage', { id: 'x3', source: `file://${sources}/sub` })).error, /not a regular file/)
+    t.match((await call('RequestImage', { id: 'x3', source: `file://${sources}/sub`, sha256: sha256hex(stream) })).error, /not a regular file/)
     // The agent runs as root: a file it imports becomes a disk a guest can read. Only the directory it was given.
     writeFileSync(join(tmpdir(), 'outside.zfs'), stream)
     t.match((await call('RequestImage', { id: 'x5', source: `file://${tmpdir()}/outside.zfs` })).error, /is outside .*the file-sources directory/)
     t.match((await call('RequestImage', { id: 'x6', source: `file://${sources}/../outside.zfs` })).error, /is outside/, 'no way out with ..')
     symlinkSync(join(tmpdir(), 'outside.zfs'), join(sources, 'link.zfs'))
-    t.match((await call('RequestImage', { id: 'x7', source: `file://${sources}/link.zfs` })).error, /leads outside the file-sources directory/, 'nor through a symlink')
+    t.match((await call('RequestImage', { id: 'x7', source: `file://${sources}/link.zfs`, sha256: sha256hex(stream) })).error, /leads outside the file-sources directory/, 'nor through a symlink')
     t.same(sh('zfs', ['list', '-H', '-o', 'name', '-r', `${a.pool}/images`]).split('\n').filter((n) => /x[5-7]/.test(n)), [], 'nothing imported')
     t.match((await call('RequestImage', { id: 'x4', source: 'not a url' })).error, /not a URL/)
   })
 
   await t.test('a shutdown mid-fetch leaves status error (fetcher quit); a record left pending is marked at start-up', async (t) => {
-    await call('RequestImage', { id: 'slow2', async: true, source: `${a.images.url}/images/slow/download` })
+    await call('RequestImage', { id: 'slow2', async: true, source: `${a.images.url}/images/slow/download`, sha256: sha256hex(stream) })
     await new Promise((r) => setTimeout(r, 800))
     await a.agent.close()
     const again = await restartAgent(t, a)

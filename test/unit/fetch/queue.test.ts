@@ -31,8 +31,9 @@ t.test('busy past maxPending, at once', async (t) => {
   const running = q.run('a', () => gate.promise)
   const waiting = q.run('b', async () => 'b')
   await new Promise((r) => setImmediate(r))
-  await t.rejects(q.run('c', async () => 'c'), BusyError)
-  await t.rejects(q.run('c', async () => 'c'), { message: /busy: 1 fetches running and 1 waiting, try again later/ })
+  // Synchronously: an async RequestImage must know before it answers that it was not admitted (issue 12 item 11).
+  t.throws(() => q.run('c', async () => 'c'), BusyError)
+  t.throws(() => q.run('c', async () => 'c'), { message: /busy: 1 fetches running and 1 waiting, try again later/ })
   const joined = q.run('b', async () => 'other')
   gate.resolve()
   await running
@@ -48,7 +49,7 @@ t.test('close answers waiting callers and aborts running ones', async (t) => {
   await q.close()
   await t.rejects(running, { message: 'fetcher quit' })
   await t.rejects(waiting, { message: 'fetcher quit' })
-  await t.rejects(q.run('c', async () => 'c'), { message: 'fetcher quit' })
+  t.throws(() => q.run('c', async () => 'c'), { message: 'fetcher quit' })
 })
 
 t.test('a failing task rejects every sharer and frees the key', async (t) => {
@@ -64,7 +65,7 @@ t.test('maxPending 0: a free slot still takes a fetch; only waiting is refused',
   const a = q.run('a', async () => { await gate.promise; return 'a' })
   const b = q.run('b', async () => { await gate.promise; return 'b' })
   await new Promise((r) => setImmediate(r))
-  await t.rejects(q.run('c', async () => 'c'), BusyError, 'both slots busy and no waiting allowed')
+  t.throws(() => q.run('c', async () => 'c'), BusyError, 'both slots busy and no waiting allowed')
   gate.resolve()
   t.same(await Promise.all([a, b]), ['a', 'b'])
   t.equal(await q.run('d', async () => 'd'), 'd', 'free again')

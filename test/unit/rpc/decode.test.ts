@@ -23,9 +23,9 @@ const ZERO_GUEST = { id: '', type: '', image: '', nics: null, disks: null, state
 const ZERO_NIC = { name: '', network: '', model: '', mac: '', address: '', netmask: '', gateway: '', device: '', vlans: null }
 
 t.test('plain structs, zero values, unknown keys', async (t) => {
-  t.same(dec('{"id":"a","type":"zfs","dest":"d","source":"s"}', IMAGE), { id: 'a', type: 'zfs', dest: 'd', source: 's', async: false, format: '' })
-  t.same(dec('{}', IMAGE), { id: '', type: '', dest: '', source: '', async: false, format: '' })
-  t.same(dec('{"id":"a","whatever":[1,{"x":2}],"nope":null}', IMAGE), { id: 'a', type: '', dest: '', source: '', async: false, format: '' })
+  t.same(dec('{"id":"a","type":"zfs","dest":"d","source":"s"}', IMAGE), { id: 'a', type: 'zfs', dest: 'd', source: 's', async: false, format: '', sha256: '' })
+  t.same(dec('{}', IMAGE), { id: '', type: '', dest: '', source: '', async: false, format: '', sha256: '' })
+  t.same(dec('{"id":"a","whatever":[1,{"x":2}],"nope":null}', IMAGE), { id: 'a', type: '', dest: '', source: '', async: false, format: '', sha256: '' })
   t.same(dec('{"id":"x","recursive":true,"destroyMoreRecent":true}', SNAPSHOT), { id: 'x', dest: '', recursive: true, destroyMoreRecent: true })
   t.same(dec('{"id":"v","size":64}', VOLUME), { id: 'v', size: 64 })
   t.same(dec('null', VOLUME), { id: '', size: 0 }, 'null leaves the struct at zero')
@@ -37,7 +37,7 @@ t.test('plain structs, zero values, unknown keys', async (t) => {
 })
 
 t.test('keys match the Go way', async (t) => {
-  t.same(dec('{"ID":"a","Dest":"b","SOURCE":"c","tYpE":"d","Async":true,"FORMAT":"raw"}', IMAGE), { id: 'a', type: 'd', dest: 'b', source: 'c', async: true, format: 'raw' })
+  t.same(dec('{"ID":"a","Dest":"b","SOURCE":"c","tYpE":"d","Async":true,"FORMAT":"raw"}', IMAGE), { id: 'a', type: 'd', dest: 'b', source: 'c', async: true, format: 'raw', sha256: '' })
   t.same(dec('{"DestroyMoreRecent":true,"RECURSIVE":true}', SNAPSHOT), { id: '', dest: '', recursive: true, destroyMoreRecent: true })
   t.same(dec('{"id":"b","ID":"a"}', IMAGE).id, 'a', 'both keys fill id: the later one wins')
   t.same(dec('{"ID":"a","id":"b"}', IMAGE).id, 'b')

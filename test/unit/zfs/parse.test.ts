@@ -70,8 +70,14 @@ for (const v of zfsVersions) {
 
 t.test('resume token contents (as zfs 2.1.11 printed them in the VM)', async (t) => {
   const out = 'resume token contents:\nnvlist version: 0\n\tobject = 0x1\n\toffset = 0x2be000\n\tbytes = 0x2daf70\n\ttoguid = 0xc6e9c113b057c99b\n\ttoname = p/v@s\nfull\tp/v@s\t14251568\nsize\t14251568\n'
-  t.same(parse.parseResumeToken(out), { toname: 'p/v@s', fromguid: undefined, size: 14251568 })
+  t.same(parse.parseResumeToken(out), { toname: 'p/v@s', toguid: 0xc6e9c113b057c99bn, fromguid: undefined, resolved: { to: 'p/v@s' }, size: 14251568 })
   t.throws(() => parse.parseResumeToken('nvlist version: 0\nsize\t1\n'), ZfsParseError)
+  // The dry run names what the guids resolved to, which need not be toname (issue 12 item 1).
+  const forged = out.replace('full\tp/v@s', 'full\tp/outside@s')
+  t.same(parse.parseResumeToken(forged).resolved, { to: 'p/outside@s' })
+  const inc = out.replace('\ttoname', '\tfromguid = 0x10\n\ttoname').replace('full\tp/v@s', 'incremental\tp/v@a\tp/v@s')
+  t.match(parse.parseResumeToken(inc), { fromguid: 16n, resolved: { from: 'p/v@a', to: 'p/v@s' } })
+  t.throws(() => parse.parseResumeToken(out.replace('0xc6e9c113b057c99b', 'zz')), ZfsParseError)
 })
 
 t.test('shape drift fails loudly', async (t) => {
