@@ -12,10 +12,12 @@
  * MISTIFY_CORPUS_SEED fixes the mutants.
  */
 import t from 'tap'
+import { execFileSync, spawnSync } from 'node:child_process'
+import { gzipSync } from 'node:zlib'
 import { haveZfs, sh, createFilePool, volumeWithSnapshot } from '../helpers/zpool.js'
-import { startAgent, IMAGE_ID } from '../helpers/agent.js'
+import { startAgent, digestHeader, IMAGE_ID } from '../helpers/agent.js'
 import { buildCorpus, mutants, sample, METHODS, type CorpusEntry } from '../helpers/corpus.js'
-import { knob, pool as limited, rawRequest, summary, Tally, under, zfsState, type RawAnswer } from '../helpers/reliability.js'
+import { knob, pool as limited, prng, rawRequest, summary, Tally, under, zfsState, type RawAnswer } from '../helpers/reliability.js'
 
 if (!haveZfs) { t.comment('real ZFS only: run inside the VM (npm test does)'); process.exit(0) }
 
@@ -135,4 +137,100 @@ t.test('malformed corpus: clear errors, no success, nothing moved', async (t) =>
     requests: corpus.length, sampledTo: SIZE || 'all', mutants: MUTANTS, seed: SEED, seconds: seconds.toFixed(1), slowestMs: slowest,
     unexpected: bad.length, answers: kinds.counts, categories: byCategory.counts,
   })
+})
+
+/**
+ * Adversarial images and forged resume tokens (issue 12): what an attacker who
+ * controls an image source, or who holds the agent's socket, can send. Every
+ * image here must be refused (or, for a random mutant that zfs still reads,
+ * become a plain image with no origin); every token must get a 400 before any
+ * byte; and nothing outside images/ and guests/ may change: the sentinels in
+ * <pool>/other and a second pool are the datasets an attack would reach.
+ */
+t.test('adversarial images and forged tokens: refused, nothing outside the trees changed', async (t) => {
+  const LIMIT = 2 * 1024 * 1024
+  const a = await startAgent(t, { config: { maxImageBytes: LIMIT } })
+  const P = a.pool
+  const call = (m: string, p: unknown) => a.call('v2', m, p)
+  sh('zfs', ['create', '-o', 'mistify:sentinel=other', `${P}/other`])
+  volumeWithSnapshot(`${P}/other/vol`, { sizeMiB: 8, fillMiB: 1, snapshot: 'snap' })
+  const { name: P2 } = createFilePool(t, { sizeMiB: 128, prefix: 'madv' })
+  volumeWithSnapshot(`${P2}/vol`, { sizeMiB: 8, fillMiB: 1, snapshot: 'snap' })
+  // Material made outside the trees: a clone of the sentinel, and streams of every kind.
+  sh('zfs', ['clone', `${P}/other/vol@snap`, `${P}/other/clone`])
+  sh('zfs', ['snapshot', `${P}/other/clone@img`])
+  sh('zfs', ['snapshot', `${P}/other/vol@later`])
+  sh('zfs', ['create', '-V', '4M', '-o', 'refreservation=4M', '-o', 'mistify:image=forged', `${P}/other/props`])
+  sh('zfs', ['snapshot', `${P}/other/props@p`])
+  const send = (args: string[]) => execFileSync('zfs', ['send', ...args], { maxBuffer: 64 << 20 })
+  const plain = send([`${P}/other/vol@snap`])
+  const images: Array<[string, Buffer | ((res: import('node:http').ServerResponse) => void)]> = [
+    ['clone', send(['-i', `${P}/other/vol@snap`, `${P}/other/clone@img`])],
+    ['clone-gz', gzipSync(send(['-i', `${P}/other/vol@snap`, `${P}/other/clone@img`]))],
+    ['incremental', send(['-i', '@snap', `${P}/other/vol@later`])],
+    ['intermediates', send(['-I', '@snap', `${P}/other/vol@later`])],
+    ['props', send(['-p', `${P}/other/props@p`])],
+    ['replicate', send(['-R', `${P}/other/props@p`])],
+    ['oversize', send([`${volumeWithSnapshot(`${P}/other/big`, { sizeMiB: 8, fillMiB: 4 })}`])],
+    ['gzip-bomb', gzipSync(Buffer.concat([Buffer.alloc(510), Buffer.from([0x55, 0xaa]), Buffer.alloc(64 << 20)]), { level: 9 })],
+    ['truncated-begin', plain.subarray(0, 100)],
+    ['lying-length-long', (res) => { res.writeHead(200, { 'Content-Length': plain.length * 2, ...digestHeader(plain) }); res.end(plain) }],
+    ['lying-length-short', (res) => { res.writeHead(200, { 'Content-Length': 1000, ...digestHeader(plain.subarray(0, 1000)) }); res.end(plain) }],
+  ]
+  // Mutants of a plain stream's BEGIN record: flags, versioninfo, from/to guids flipped at random.
+  const rnd = prng(SEED)
+  for (let i = 0; i < knob('MISTIFY_ADVERSARIAL_MUTANTS', 12, 200); i++) {
+    const m = Buffer.from(plain)
+    const field = [16, 36, 40, 48][Math.floor(rnd() * 4)]!
+    for (let b = 0; b < 1 + Math.floor(rnd() * 3); b++) { const at = field + Math.floor(rnd() * 8); m[at] = m[at]! ^ (1 << Math.floor(rnd() * 8)) }
+    images.push([`mutant-${i}-at-${field}`, m])
+  }
+  const before = zfsState([P, P2])
+  const inTrees = (s: string[]) => [...under(s, `${P}/images`), ...under(s, `${P}/guests`)]
+  const outside = (s: string[]) => s.filter((l) => !inTrees([l]).length)
+  const unexpected: string[] = []
+  const kinds = new Tally()
+  for (const [name, body] of images) {
+    a.images.routes.set(`/images/${name}/download`, body)
+    const r = await call('RequestImage', { id: name })
+    if (r.error) { kinds.add(r.error.replace(/^image \S+: /, '').replace(/[0-9a-f]{16,}|\d+/g, 'N').slice(0, 60)); continue }
+    // Only a mutant that zfs still reads may import, and then only as a plain image.
+    const origin = sh('zfs', ['get', '-H', '-o', 'value', 'origin', `${P}/images/${name}`]).trim()
+    if (!name.startsWith('mutant-') || origin !== '-') unexpected.push(`${name} imported (origin ${origin})`)
+    kinds.add('imported (plain)')
+  }
+  t.same(unexpected, [], 'no adversarial image became an image')
+  const leftovers = sh('zfs', ['list', '-H', '-o', 'name', '-r', `${P}/images`]).split('\n').filter((n) => /_incoming-|_spool-/.test(n))
+  t.same(leftovers, [], 'no temporaries left')
+  t.same(outside(zfsState([P, P2])), outside(before), 'nothing outside images/ and guests/ changed (other pool included)')
+
+  // Forged resume tokens: names outside, corrupted, and in-scope names whose guids resolve outside.
+  const tokens: Array<[string, string]> = []
+  const interrupted = (from: string, into: string, incremental?: string) => {
+    spawnSync('bash', ['-o', 'pipefail', '-c', `zfs send ${incremental ? `-i ${incremental} ` : ''}${from} | head -c 600000 | zfs receive -s ${into}`])
+    return sh('zfs', ['get', '-H', '-o', 'value', 'receive_resume_token', into]).trim()
+  }
+  volumeWithSnapshot(`${P}/guests/tsrc`, { sizeMiB: 8, fillMiB: 4 })
+  const genuine = interrupted(`${P}/guests/tsrc@s`, `${P}/guests/tcopy`)
+  tokens.push(['outside-name', interrupted(`${P}/other/big@s`, `${P}/guests/tcopy2`)])
+  tokens.push(['other-pool', interrupted(`${P2}/vol@snap`, `${P}/guests/tcopy3`)])
+  for (let i = 0; i < knob('MISTIFY_TOKEN_MUTANTS', 6, 100); i++) {
+    const at = genuine.lastIndexOf('-') + 1 + Math.floor(rnd() * (genuine.length - genuine.lastIndexOf('-') - 1))
+    const c = genuine[at] === 'a' ? 'b' : 'a'
+    tokens.push([`corrupt-${i}`, genuine.slice(0, at) + c + genuine.slice(at + 1)])
+  }
+  // The snapshot the genuine token names moves outside; a namesake takes its place in guests/.
+  sh('zfs', ['rename', `${P}/guests/tsrc`, `${P}/other/tsrc-moved`])
+  volumeWithSnapshot(`${P}/guests/tsrc`, { sizeMiB: 8, fillMiB: 1 })
+  tokens.push(['toguid-outside', genuine])
+  const tokBefore = zfsState([P, P2])
+  const tokBad: string[] = []
+  for (const [name, token] of tokens) {
+    const r = await rawRequest(`${a.url}/snapshots/download?token=${encodeURIComponent(token)}`, { method: 'GET' })
+    if (r.status !== 400) tokBad.push(`${name}: ${r.status} ${r.text.slice(0, 120)}`)
+    kinds.add(`token ${r.status}`)
+  }
+  t.same(tokBad, [], 'every forged token is a 400 before any byte')
+  t.same(zfsState([P, P2]), tokBefore, 'no hold, no dataset, no property changed by the tokens')
+  summary(t, 'adversarial', { images: images.length, tokens: tokens.length, outcomes: kinds.counts })
 })
