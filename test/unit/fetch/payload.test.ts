@@ -1,5 +1,5 @@
 import t from 'tap'
-import { decideFormat, isGzip, parseDeclaredFormat, sniffFormat } from '../../../src/fetch/payload.js'
+import { assertPlainStream, decideFormat, isGzip, parseDeclaredFormat, sniffFormat, zfsStreamHeader } from '../../../src/fetch/payload.js'
 import { InvalidParamsError, UpstreamError } from '../../../src/errors.js'
 
 /** The first bytes of a real `zfs send` (DRR_BEGIN, little-endian), as zfs 2.1 writes them. */
@@ -44,4 +44,25 @@ t.test('deciding', async (t) => {
   t.throws(() => decideFormat('x', qcow2(), 'raw'), { message: /declared raw, but the bytes are qcow2/ })
   t.throws(() => decideFormat('x', mbr(), 'qcow2'), { message: /declared qcow2, but the bytes are raw/ })
   t.throws(() => decideFormat('x', Buffer.alloc(600, 1), 'zfs'), UpstreamError)
+})
+
+t.test('issue 12 item 2: the BEGIN record decides which streams may become images', async (t) => {
+  const head = (o: { hdrtype?: bigint; flags?: number; fromguid?: bigint; be?: boolean } = {}) => {
+    const b = zfsHead()
+    const w64 = (v: bigint, at: number) => (o.be ? b.writeBigUInt64BE(v, at) : b.writeBigUInt64LE(v, at))
+    if (o.be) b.writeBigUInt64BE(0x2f5bacbacn, 8)
+    w64((0x11n << 2n) | (o.hdrtype ?? 1n), 16) // feature flags above the header type
+    if (o.be) b.writeUInt32BE(o.flags ?? 0, 36); else b.writeUInt32LE(o.flags ?? 0, 36)
+    w64(0xc6e9c113b057c99bn, 40)
+    w64(o.fromguid ?? 0n, 48)
+    return b
+  }
+  t.same(zfsStreamHeader(head()), { compound: false, clone: false, toguid: 0xc6e9c113b057c99bn, fromguid: 0n })
+  t.doesNotThrow(() => assertPlainStream('x', zfsStreamHeader(head())), 'a plain full stream')
+  t.doesNotThrow(() => assertPlainStream('x', zfsStreamHeader(head({ be: true }))), 'from a big-endian sender too')
+  t.throws(() => assertPlainStream('x', zfsStreamHeader(head({ flags: 1, fromguid: 5n }))), { message: /^image x: a clone stream is not accepted/ })
+  t.throws(() => assertPlainStream('x', zfsStreamHeader(head({ flags: 1, be: true, fromguid: 5n }))), { message: /a clone stream/ }, 'big-endian flags')
+  t.throws(() => assertPlainStream('x', zfsStreamHeader(head({ fromguid: 42n }))), { message: /an incremental stream is not accepted \(from guid 42\)/ })
+  t.throws(() => assertPlainStream('x', zfsStreamHeader(head({ hdrtype: 2n }))), { message: /a replication or properties stream/ })
+  t.throws(() => zfsStreamHeader(head().subarray(0, 100)), { message: /truncated in its first record/ })
 })
