@@ -6,6 +6,7 @@
  * prove that nothing outside the agent's trees moved.
  */
 import { execFile } from 'node:child_process'
+import type { Test } from 'tap'
 import { sh } from './zpool.js'
 
 /** MISTIFY_RELIABILITY=long selects the long settings (scripts/reliability.sh). */
@@ -136,4 +137,23 @@ export function prng(seed: number): () => number {
     x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
     return ((x ^ (x >>> 14)) >>> 0) / 4294967296
   }
+}
+
+/** Run `fn`, which must be refused; then the pool must be exactly as before it, and no zfs stream left running. */
+export async function unchanged(t: Test, a: { pool: string }, what: string, fn: () => Promise<void>): Promise<void> {
+  const before = zfsState([a.pool])
+  await fn()
+  t.same(await waitEmpty(zfsStreams), [], `${what}: no zfs send/receive left running`)
+  t.same(zfsState([a.pool]), before, `${what}: nothing in the pool changed, inside the trees or out`)
+}
+
+/** `zfs send ARGS` as a Buffer (small test streams only). */
+export async function streamOf(args: string): Promise<Buffer> {
+  const r = await new Promise<{ status: number; stdout: Buffer; stderr: string }>((resolve) => {
+    execFile('bash', ['-c', `zfs send ${args}`], { encoding: 'buffer', maxBuffer: 256 << 20 }, (err, stdout, stderr) => {
+      resolve({ status: err ? 1 : 0, stdout, stderr: stderr.toString() })
+    })
+  })
+  if (r.status !== 0) throw new Error(`zfs send ${args}: ${r.stderr}`)
+  return r.stdout
 }
