@@ -136,7 +136,9 @@ export function createImageService(d: Deps) {
       if (!p.dest) throw new InvalidParamsError('need dest')
       const r = await usable(p.id)
       // dest: a full name under <pool>/ as the original took it verbatim, or relative like every other id.
-      const dest = p.dest.startsWith(`${scope.pool}/`) ? scope.check(p.dest, { below: true }) : scope.resolve(p.dest, { below: true })
+      // Only under guests/: a volume in images/ would take an image id's place.
+      const fence = { below: true, guestsOnly: true }
+      const dest = p.dest.startsWith(`${scope.pool}/`) ? scope.check(p.dest, fence) : scope.resolve(p.dest, fence)
       if (dest.includes('@')) throw new InvalidParamsError('dest must name a volume, not a snapshot')
       // One zfs command in the usual case: the record names the snapshot, and
       // a clone is as big as its origin, so neither needs looking up.

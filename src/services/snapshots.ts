@@ -13,8 +13,9 @@ const VALID_DEST = /^[a-zA-Z0-9_\-:.]+$/
 export function createSnapshotService(d: Deps) {
   const { zfs, scope } = d
 
-  async function getSnapshot(id: string, signal?: AbortSignal): Promise<Dataset> {
-    const ds = await lookup(zfs, scope, id, signal ? { signal } : {})
+  /** Reads (and the download) take both trees; `guestsOnly` for the methods that change the snapshot. */
+  async function getSnapshot(id: string, o: { signal?: AbortSignal; guestsOnly?: boolean } = {}): Promise<Dataset> {
+    const ds = await lookup(zfs, scope, id, o)
     if (ds.type !== 'snapshot') throw new InvalidParamsError('not a snapshot')
     return ds
   }
@@ -43,7 +44,7 @@ export function createSnapshotService(d: Deps) {
     },
 
     async createSnapshot(p: SnapshotRequest): Promise<{ snapshots: WireSnapshot[] }> {
-      const ds = await lookup(zfs, scope, p.id)
+      const ds = await lookup(zfs, scope, p.id, { guestsOnly: true })
       if (ds.type === 'snapshot') throw new InvalidParamsError('cannot create a snapshot of a snapshot')
       if (!p.dest) throw new InvalidParamsError('need a dest')
       if (!VALID_DEST.test(p.dest) || p.dest.startsWith('-') || p.dest === '.' || p.dest === '..') throw new InvalidParamsError('invalid snapshot dest')
@@ -54,7 +55,7 @@ export function createSnapshotService(d: Deps) {
     },
 
     async deleteSnapshot(p: SnapshotRequest): Promise<{ snapshots: WireSnapshot[] }> {
-      const snap = await getSnapshot(p.id)
+      const snap = await getSnapshot(p.id, { guestsOnly: true })
       const before = await family(snap, p.recursive)
       await zfs.destroy(snap.name, { recursive: p.recursive })
       return { snapshots: before.map(snapshotWire) }
@@ -67,7 +68,7 @@ export function createSnapshotService(d: Deps) {
      * something was cloned from them.
      */
     async rollbackSnapshot(p: SnapshotRequest): Promise<{ snapshots: WireSnapshot[] }> {
-      const snap = await getSnapshot(p.id) // 'need an id' comes from lookup
+      const snap = await getSnapshot(p.id, { guestsOnly: true }) // 'need an id' comes from lookup
       const targets = await family(snap, p.recursive)
       const { dataset: top } = names.splitSnapshotName(snap.name)
       const all = await zfs.listDatasets({ types: ['snapshot'], roots: [top], ...(p.recursive ? {} : { depth: 1 }) })
