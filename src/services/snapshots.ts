@@ -65,13 +65,16 @@ export function createSnapshotService(d: Deps) {
      * Roll back to the snapshot (and with `recursive`, every descendant to its
      * same-named snapshot). Everything is checked before anything changes:
      * newer snapshots need `destroyMoreRecent`, and are never destroyed when
-     * something was cloned from them.
+     * something was cloned from them or holds them (a download, an operator's
+     * `zfs hold`): zfs would refuse that one rollback after the ones before it
+     * were done, leaving the tree half rolled back.
      */
     async rollbackSnapshot(p: SnapshotRequest): Promise<{ snapshots: WireSnapshot[] }> {
       const snap = await getSnapshot(p.id, { guestsOnly: true }) // 'need an id' comes from lookup
       const targets = await family(snap, p.recursive)
       const { dataset: top } = names.splitSnapshotName(snap.name)
       const all = await zfs.listDatasets({ types: ['snapshot'], roots: [top], ...(p.recursive ? {} : { depth: 1 }) })
+      const doomed: Dataset[] = []
       for (const target of targets) {
         const { dataset } = names.splitSnapshotName(target.name)
         const newer = all.filter((s) => s.name.startsWith(`${dataset}@`) && s.createtxg > target.createtxg)
@@ -82,6 +85,12 @@ export function createSnapshotService(d: Deps) {
         if (cloned.length) {
           throw new ConflictError(`cannot rollback to '${target.name}': newer snapshots have clones: ${cloned.map((s) => `${s.name} -> ${s.clones.join(', ')}`).join('; ')}`)
         }
+        doomed.push(...newer)
+      }
+      // One `zfs holds` for every snapshot the rollbacks would destroy, in every dataset.
+      const held = doomed.length ? await zfs.holds(doomed.map((s) => s.name)) : []
+      if (held.length) {
+        throw new ConflictError(`cannot rollback to '${snap.name}': newer snapshots are held: ${held.map((h) => `${h.snapshot} (hold ${h.tag})`).join(', ')}`)
       }
       for (const target of targets) await zfs.rollback(target.name, { destroyMoreRecent: p.destroyMoreRecent })
       return { snapshots: targets.map(snapshotWire) }
