@@ -5,6 +5,7 @@ import { importImage } from '../fetch/import-image.js'
 import { parseDeclaredFormat, type PayloadFormat } from '../fetch/payload.js'
 import { imageWire, toMiB, type ImageRecord, type WireImage, type WireVolume } from './shapes.js'
 import { cloneStrict, type Deps } from './deps.js'
+import { assertGuestsRoom } from './disks.js'
 import { DatasetNotFoundError } from '../zfs/index.js'
 
 export interface ImageRequest {
@@ -178,10 +179,14 @@ export function createImageService(d: Deps) {
       if (!p.dest) throw new InvalidParamsError('need dest')
       const r = await usable(p.id)
       // dest: a full name under <pool>/ as the original took it verbatim, or relative like every other id.
-      const dest = p.dest.startsWith(`${scope.pool}/`) ? scope.check(p.dest, { below: true }) : scope.resolve(p.dest, { below: true })
+      // Only under guests/: a volume in images/ would take an image id's place.
+      const fence = { below: true, guestsOnly: true }
+      const dest = p.dest.startsWith(`${scope.pool}/`) ? scope.check(p.dest, fence) : scope.resolve(p.dest, fence)
       if (dest.includes('@')) throw new InvalidParamsError('dest must name a volume, not a snapshot')
-      // One zfs command in the usual case: the record names the snapshot, and
-      // a clone is as big as its origin, so neither needs looking up.
+      // The space check VerifyDisks makes: a clone may grow to the image's size.
+      await assertGuestsRoom(d, r.size)
+      // The clone itself is one zfs command in the usual case: the record names
+      // the snapshot, and a clone is as big as its origin, so neither needs looking up.
       try {
         await cloneStrict(zfs, scope.check(r.snapshot), dest)
       } catch (e) {

@@ -1,11 +1,21 @@
 /**
  * The fence: every dataset a request names is resolved here, relative to the
  * pool, and must lie inside <pool>/images or <pool>/guests. Syntax is checked
- * by zfs/names.ts before anything reaches zfs.
+ * by zfs/names.ts before anything reaches zfs. The generic methods that change
+ * something take `guestsOnly`: images and their snapshots change only through
+ * the image methods, or a record could say `complete` for a snapshot that is
+ * gone, and an image id could be taken by a stranger's volume.
  */
 import { InvalidParamsError } from '../errors.js'
 import { names } from '../zfs/index.js'
 import { DISK_IMAGE_SNAPSHOT, INCOMING_PREFIX } from '../fetch/import-image.js'
+
+export interface FenceOptions {
+  /** Refuse the trees' roots themselves (for destructive calls). */
+  readonly below?: boolean
+  /** Only names under <pool>/guests (for the generic methods that change something). */
+  readonly guestsOnly?: boolean
+}
 
 export interface Scope {
   readonly pool: string
@@ -15,9 +25,9 @@ export interface Scope {
    * `rel` is relative to the pool (`guests/<id>/disk-0@snap`). With
    * `below`, the trees' roots themselves are refused (for destructive calls).
    */
-  resolve(rel: string, o?: { below?: boolean }): string
+  resolve(rel: string, o?: FenceOptions): string
   /** A name that is already full (`<pool>/...`), fenced the same way. */
-  check(full: string, o?: { below?: boolean }): string
+  check(full: string, o?: FenceOptions): string
   /** <pool>/images/<id> for an image id: one name component, not reserved, short enough for its temporaries. */
   imageDataset(id: string): string
   /** <pool>/guests/<id> for a guest id (a single name component). */
@@ -40,7 +50,7 @@ export function createScope(pool: string): Scope {
   const images = `${pool}/images`
   const guests = `${pool}/guests`
 
-  function check(full: string, o: { below?: boolean } = {}): string {
+  function check(full: string, o: FenceOptions = {}): string {
     try {
       names.assertAnyName(full)
     } catch (e) {
@@ -48,6 +58,9 @@ export function createScope(pool: string): Scope {
     }
     const inside = [images, guests].find((root) => names.isWithin(full, root))
     if (!inside) throw new InvalidParamsError(`${INVALID_DATASET}: ${full} is outside ${images} and ${guests}`)
+    if (o.guestsOnly && inside === images) {
+      throw new InvalidParamsError(`${INVALID_DATASET}: ${full} is in ${images}; images change only through the image methods (RequestImage, DeleteImage)`)
+    }
     const dataset = full.split('@')[0]!
     if (o.below && dataset === inside) throw new InvalidParamsError(`${INVALID_DATASET}: refusing to act on ${inside} itself`)
     return full

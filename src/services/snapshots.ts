@@ -13,8 +13,9 @@ const VALID_DEST = /^[a-zA-Z0-9_\-:.]+$/
 export function createSnapshotService(d: Deps) {
   const { zfs, scope } = d
 
-  async function getSnapshot(id: string, signal?: AbortSignal): Promise<Dataset> {
-    const ds = await lookup(zfs, scope, id, signal ? { signal } : {})
+  /** Reads (and the download) take both trees; `guestsOnly` for the methods that change the snapshot. */
+  async function getSnapshot(id: string, o: { signal?: AbortSignal; guestsOnly?: boolean } = {}): Promise<Dataset> {
+    const ds = await lookup(zfs, scope, id, o)
     if (ds.type !== 'snapshot') throw new InvalidParamsError('not a snapshot')
     return ds
   }
@@ -43,7 +44,7 @@ export function createSnapshotService(d: Deps) {
     },
 
     async createSnapshot(p: SnapshotRequest): Promise<{ snapshots: WireSnapshot[] }> {
-      const ds = await lookup(zfs, scope, p.id)
+      const ds = await lookup(zfs, scope, p.id, { guestsOnly: true })
       if (ds.type === 'snapshot') throw new InvalidParamsError('cannot create a snapshot of a snapshot')
       if (!p.dest) throw new InvalidParamsError('need a dest')
       if (!VALID_DEST.test(p.dest) || p.dest.startsWith('-') || p.dest === '.' || p.dest === '..') throw new InvalidParamsError('invalid snapshot dest')
@@ -54,7 +55,7 @@ export function createSnapshotService(d: Deps) {
     },
 
     async deleteSnapshot(p: SnapshotRequest): Promise<{ snapshots: WireSnapshot[] }> {
-      const snap = await getSnapshot(p.id)
+      const snap = await getSnapshot(p.id, { guestsOnly: true })
       const before = await family(snap, p.recursive)
       await zfs.destroy(snap.name, { recursive: p.recursive })
       return { snapshots: before.map(snapshotWire) }
@@ -64,13 +65,16 @@ export function createSnapshotService(d: Deps) {
      * Roll back to the snapshot (and with `recursive`, every descendant to its
      * same-named snapshot). Everything is checked before anything changes:
      * newer snapshots need `destroyMoreRecent`, and are never destroyed when
-     * something was cloned from them.
+     * something was cloned from them or holds them (a download, an operator's
+     * `zfs hold`): zfs would refuse that one rollback after the ones before it
+     * were done, leaving the tree half rolled back.
      */
     async rollbackSnapshot(p: SnapshotRequest): Promise<{ snapshots: WireSnapshot[] }> {
-      const snap = await getSnapshot(p.id) // 'need an id' comes from lookup
+      const snap = await getSnapshot(p.id, { guestsOnly: true }) // 'need an id' comes from lookup
       const targets = await family(snap, p.recursive)
       const { dataset: top } = names.splitSnapshotName(snap.name)
       const all = await zfs.listDatasets({ types: ['snapshot'], roots: [top], ...(p.recursive ? {} : { depth: 1 }) })
+      const doomed: Dataset[] = []
       for (const target of targets) {
         const { dataset } = names.splitSnapshotName(target.name)
         const newer = all.filter((s) => s.name.startsWith(`${dataset}@`) && s.createtxg > target.createtxg)
@@ -81,6 +85,12 @@ export function createSnapshotService(d: Deps) {
         if (cloned.length) {
           throw new ConflictError(`cannot rollback to '${target.name}': newer snapshots have clones: ${cloned.map((s) => `${s.name} -> ${s.clones.join(', ')}`).join('; ')}`)
         }
+        doomed.push(...newer)
+      }
+      // One `zfs holds` for every snapshot the rollbacks would destroy, in every dataset.
+      const held = doomed.length ? await zfs.holds(doomed.map((s) => s.name)) : []
+      if (held.length) {
+        throw new ConflictError(`cannot rollback to '${snap.name}': newer snapshots are held: ${held.map((h) => `${h.snapshot} (hold ${h.tag})`).join(', ')}`)
       }
       for (const target of targets) await zfs.rollback(target.name, { destroyMoreRecent: p.destroyMoreRecent })
       return { snapshots: targets.map(snapshotWire) }

@@ -1,5 +1,5 @@
 /** CreateVolume, GetVolume, ListVolumes, DeleteDataset. */
-import { ConflictError, InvalidParamsError } from '../errors.js'
+import { InvalidParamsError } from '../errors.js'
 import { lookup, NEED_AN_ID } from './lookup.js'
 import { MiB, volumeWire, type WireVolume } from './shapes.js'
 import { createVolumeStrict, type Deps } from './deps.js'
@@ -7,7 +7,7 @@ import { createVolumeStrict, type Deps } from './deps.js'
 export interface VolumeRequest { id: string; size: number }
 
 export function createVolumeService(d: Deps) {
-  const { zfs, scope, records } = d
+  const { zfs, scope } = d
   return {
     async listVolumes(): Promise<{ volumes: WireVolume[] }> {
       const vols = await zfs.listDatasets({ types: ['volume'], roots: [scope.images, scope.guests] })
@@ -17,7 +17,7 @@ export function createVolumeService(d: Deps) {
     async createVolume(p: VolumeRequest): Promise<{ volumes: WireVolume[] }> {
       if (!p.size || !Number.isSafeInteger(p.size * MiB)) throw new InvalidParamsError('need a valid size')
       if (!p.id) throw new InvalidParamsError(NEED_AN_ID)
-      const name = scope.resolve(p.id, { below: true })
+      const name = scope.resolve(p.id, { below: true, guestsOnly: true })
       if (name.includes('@')) throw new InvalidParamsError('a volume id cannot name a snapshot')
       await createVolumeStrict(zfs, name, p.size * MiB)
       return { volumes: [volumeWire(await zfs.getDataset(name))] }
@@ -31,11 +31,9 @@ export function createVolumeService(d: Deps) {
     },
 
     async deleteDataset(p: VolumeRequest): Promise<{ volumes: WireVolume[] }> {
-      const ds = await lookup(zfs, scope, p.id, { below: true })
-      // An image's dataset goes with its record, through DeleteImage.
-      for (const r of await records.values()) {
-        if (r.volume === ds.name || r.snapshot === ds.name) throw new ConflictError(`${ds.name} holds image ${r.id}; use DeleteImage`)
-      }
+      // Refused before any lookup when under images/, record or not: an
+      // image's dataset goes with its record, through DeleteImage.
+      const ds = await lookup(zfs, scope, p.id, { below: true, guestsOnly: true })
       await zfs.destroy(ds.name, { recursive: true })
       return { volumes: [volumeWire(ds)] }
     },

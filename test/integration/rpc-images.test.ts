@@ -3,6 +3,7 @@ import { gzipSync } from 'node:zlib'
 import { createHash, randomBytes } from 'node:crypto'
 import { haveZfs, sh } from '../helpers/zpool.js'
 import { startAgent, makeZvolStream, restartAgent, digestHeader, IMAGE_ID, GZIP_ID, type Dialect } from '../helpers/agent.js'
+import { zfsState } from '../helpers/reliability.js'
 
 if (!haveZfs) { t.comment('real ZFS only: run inside the VM (npm test does)'); process.exit(0) }
 
@@ -131,7 +132,10 @@ for (const dialect of dialects) {
     })
 
     await t.test('CloneImage: the original cases, then the fence', async (t) => {
-      const dest = `${a.pool}/images/clone-${dialect}`
+      // The original's TestCloneImage cloned into <pool>/images/<uuid>; that is
+      // refused now (images/ changes only through the image methods), so the
+      // same full-name dest goes under guests/, and the images/ one is refused below.
+      const dest = `${a.pool}/guests/clone-${dialect}`
       t.equal((await call('CloneImage', { dest })).error, 'not found')
       t.equal((await call('CloneImage', { id: 'asdf' })).error, 'need dest')
       t.equal((await call('CloneImage', { id: 'asdf', dest })).error, 'not found')
@@ -146,6 +150,12 @@ for (const dialect of dialects) {
         t.match(r.error, /not a valid dataset|snapshot/, `dest ${bad} refused`)
       }
       t.equal((await call('CloneImage', { id: IMAGE_ID, dest })).error?.includes('already exists'), true, 'an existing dest is an error')
+      const before = zfsState([a.pool])
+      for (const inImages of [`${a.pool}/images/clone-${dialect}`, `images/clone-${dialect}`, `${a.pool}/images/${IMAGE_ID}/x`]) {
+        const r = await call('CloneImage', { id: IMAGE_ID, dest: inImages })
+        t.match(r.error, /^not a valid dataset: \S+ is in \S+\/images; images change only through the image methods/, `dest ${inImages} refused (the original allowed it): ${r.error}`)
+      }
+      t.same(zfsState([a.pool]), before, 'a dest in images/: nothing created')
       // An image whose dataset an operator destroyed behind the agent's back.
       sh('zfs', ['destroy', '-r', `${a.pool}/images/${GZIP_ID}`])
       t.equal((await call('CloneImage', { id: GZIP_ID, dest: 'guests/g-clone/disk-1' })).error, 'not found', 'its clone: not found')

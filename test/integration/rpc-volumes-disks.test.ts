@@ -42,7 +42,7 @@ for (const dialect of ['v1', 'v2'] as Dialect[]) {
     t.match((await call('DeleteDataset', { id: 'guests' })).error, /refusing/, 'never the tree itself')
     t.match((await call('DeleteDataset', { id: '../../x' })).error, /not a valid dataset/)
     await call('RequestImage', { id: IMAGE_ID })
-    t.match((await call('DeleteDataset', { id: `images/${IMAGE_ID}` })).error, /use DeleteImage/, 'an image goes through DeleteImage')
+    t.match((await call('DeleteDataset', { id: `images/${IMAGE_ID}` })).error, /^not a valid dataset: \S+ is in \S+\/images; images change only through the image methods \(RequestImage, DeleteImage\)$/, 'an image goes through DeleteImage')
     t.same((await call('DeleteDataset', { id })).result, { volumes: [{ id: `${a.pool}/${id}`, size: 64, device: `/dev/zvol/${a.pool}/${id}` }] })
     t.notOk(exists(`${a.pool}/${id}`))
   })
