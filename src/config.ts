@@ -34,6 +34,20 @@ export interface Config {
    * becomes a disk a guest can read.
    */
   readonly fileSources?: string
+  /**
+   * A file holding the token (read once at start, one trailing newline
+   * dropped): `--token` shows in `ps`, a file does not. Not with `token`.
+   */
+  readonly tokenFile?: string
+  /**
+   * Host header names accepted besides IP literals, `localhost` and the
+   * machine's hostname (a DNS-rebinding page sends its own name); `*`: any.
+   */
+  readonly allowedHosts?: readonly string[]
+  /** Snapshot downloads running at once, all snapshots together; past that 503. */
+  readonly maxDownloads: number
+  /** A download whose client has taken no bytes for this long is cut (its zfs send killed, its hold released). */
+  readonly downloadIdleTimeoutMs: number
 }
 
 export class ConfigError extends Error {
@@ -50,6 +64,8 @@ export const DEFAULTS: Config = {
   maxPending: 32,
   fetchIdleTimeoutMs: 60_000,
   zfsTimeoutMs: 10 * 60_000,
+  maxDownloads: 16,
+  downloadIdleTimeoutMs: 60_000,
 }
 
 /** flag (long, short) → key, and its environment variable. */
@@ -66,12 +82,19 @@ const OPTIONS: ReadonlyArray<readonly [keyof Config, string, string | undefined,
   ['token', '--token', undefined, 'MISTIFY_TOKEN'],
   ['socket', '--socket', undefined, 'MISTIFY_SOCKET'],
   ['fileSources', '--file-sources', undefined, 'MISTIFY_FILE_SOURCES'],
+  ['tokenFile', '--token-file', undefined, 'MISTIFY_TOKEN_FILE'],
+  ['allowedHosts', '--allowed-hosts', undefined, 'MISTIFY_ALLOWED_HOSTS'],
+  ['maxDownloads', '--max-downloads', undefined, 'MISTIFY_MAX_DOWNLOADS'],
+  ['downloadIdleTimeoutMs', '--download-idle-timeout-ms', undefined, 'MISTIFY_DOWNLOAD_IDLE_TIMEOUT_MS'],
 ]
 
 const CONFIG_FLAG = '--config'
 const CONFIG_ENV = 'MISTIFY_CONFIG'
 
-const NUMERIC = new Set<keyof Config>(['port', 'fetchers', 'maxPending', 'fetchIdleTimeoutMs', 'zfsTimeoutMs'])
+const NUMERIC = new Set<keyof Config>(['port', 'fetchers', 'maxPending', 'fetchIdleTimeoutMs', 'zfsTimeoutMs', 'maxDownloads', 'downloadIdleTimeoutMs'])
+/** Comma-separated on the command line and in the environment, a JSON array of strings in the file. */
+const LISTS = new Set<keyof Config>(['allowedHosts'])
+const splitList = (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean)
 
 /** `host`, `host:port` or a URL; a bare host gets the image service's default port. */
 export function normaliseImageServer(v: string): string {
@@ -84,10 +107,11 @@ export function normaliseImageServer(v: string): string {
 }
 
 /** Keys a config file may hold, and the JSON type each must have. */
-const FILE_KEYS: Readonly<Record<keyof Config, 'string' | 'integer'>> = {
+const FILE_KEYS: Readonly<Record<keyof Config, 'string' | 'integer' | 'list'>> = {
   zpool: 'string', listen: 'string', port: 'integer', imageServer: 'string', metadataDir: 'string',
   fetchers: 'integer', maxPending: 'integer', fetchIdleTimeoutMs: 'integer', zfsTimeoutMs: 'integer',
   token: 'string', socket: 'string', fileSources: 'string',
+  tokenFile: 'string', allowedHosts: 'list', maxDownloads: 'integer', downloadIdleTimeoutMs: 'integer',
 }
 
 /**
@@ -105,8 +129,10 @@ export function parseConfigFile(text: string, file = 'config file'): Partial<Con
       throw new ConfigError(`${file}: unknown key ${JSON.stringify(key)} (known: ${Object.keys(FILE_KEYS).join(', ')})`)
     }
     const want = FILE_KEYS[key as keyof Config]
-    if (want === 'integer' ? !(typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) : typeof v !== 'string') {
-      throw new ConfigError(`${file}: ${key}: expected ${want === 'integer' ? 'a whole number' : 'a string'}, got ${JSON.stringify(v)}`)
+    const fits = want === 'integer' ? typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
+      : want === 'list' ? Array.isArray(v) && v.every((x) => typeof x === 'string') : typeof v === 'string'
+    if (!fits) {
+      throw new ConfigError(`${file}: ${key}: expected ${want === 'integer' ? 'a whole number' : want === 'list' ? 'an array of strings' : 'a string'}, got ${JSON.stringify(v)}`)
     }
     out[key] = v
   }
@@ -117,6 +143,16 @@ export function readConfigFile(path: string): Partial<Config> {
   let text: string
   try { text = readFileSync(path, 'utf8') } catch (e) { throw new ConfigError(`config file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
   return parseConfigFile(text, `config file ${path}`)
+}
+
+/** The token in a file: one trailing newline (as `echo` writes) dropped; empty or with whitespace refused. */
+export function readTokenFile(path: string): string {
+  let text: string
+  try { text = readFileSync(path, 'utf8') } catch (e) { throw new ConfigError(`token file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
+  const token = text.replace(/\r?\n$/, '')
+  if (token === '') throw new ConfigError(`token file ${path}: empty`)
+  if (/\s/.test(token)) throw new ConfigError(`token file ${path}: the token must not contain whitespace`)
+  return token
 }
 
 const OPTION_NAMES = () => [CONFIG_FLAG, ...OPTIONS.map((o) => o[1])].join(' ')
@@ -145,10 +181,11 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv, rea
       const n = Number(value)
       if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw new ConfigError(`${key}: expected a whole number, got ${JSON.stringify(value)}`)
       out[key] = n
-    } else out[key] = value
+    } else if (LISTS.has(key)) out[key] = splitList(value)
+    else out[key] = value
   }
   // An empty token, socket or file-sources (e.g. "" in the file) means "not set".
-  for (const k of ['token', 'socket', 'fileSources'] as const) if (out[k] === '') delete out[k]
+  for (const k of ['token', 'socket', 'fileSources', 'tokenFile'] as const) if (out[k] === '') delete out[k]
   const c = out as unknown as Config
   try { assertPoolName(c.zpool) } catch (e) { throw new ConfigError(`zpool: ${(e as Error).message}`) }
   if (c.port > 65535) throw new ConfigError(`port: ${c.port} is not a TCP port`)
@@ -156,5 +193,15 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv, rea
   if (!c.metadataDir) throw new ConfigError('metadata-dir: empty')
   if (c.token !== undefined && /\s/.test(c.token)) throw new ConfigError('token: must not contain whitespace')
   if (c.fileSources !== undefined && !c.fileSources.startsWith('/')) throw new ConfigError('file-sources: an absolute directory')
-  return { ...c, imageServer: normaliseImageServer(c.imageServer) }
+  if (c.maxDownloads < 1) throw new ConfigError('max-downloads: at least 1')
+  if (c.downloadIdleTimeoutMs < 1) throw new ConfigError('download-idle-timeout-ms: at least 1')
+  for (const h of c.allowedHosts ?? []) {
+    if (h !== '*' && !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(h)) throw new ConfigError(`allowed-hosts: not a host name: ${JSON.stringify(h)}`)
+  }
+  let token = c.token
+  if (c.tokenFile !== undefined) {
+    if (token !== undefined) throw new ConfigError('token and token-file: give one of them')
+    token = readTokenFile(c.tokenFile)
+  }
+  return { ...c, ...(token === undefined ? {} : { token }), imageServer: normaliseImageServer(c.imageServer) }
 }
