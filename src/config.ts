@@ -46,6 +46,20 @@ export interface Config {
    * sha256 (the Go mistify-image-service publishes none). Off: fail closed.
    */
   readonly acceptUndigestedImages: boolean
+  /**
+   * A file holding the token (read once at start, one trailing newline
+   * dropped): `--token` shows in `ps`, a file does not. Not with `token`.
+   */
+  readonly tokenFile?: string
+  /**
+   * Host header names accepted besides IP literals, `localhost` and the
+   * machine's hostname (a DNS-rebinding page sends its own name); `*`: any.
+   */
+  readonly allowedHosts?: readonly string[]
+  /** Snapshot downloads running at once, all snapshots together; past that 503. */
+  readonly maxDownloads: number
+  /** A download whose client has taken no bytes for this long is cut (its zfs send killed, its hold released). */
+  readonly downloadIdleTimeoutMs: number
 }
 
 export class ConfigError extends Error {
@@ -64,6 +78,8 @@ export const DEFAULTS: Config = {
   zfsTimeoutMs: 10 * 60_000,
   maxImageBytes: 256 * 2 ** 30,
   acceptUndigestedImages: false,
+  maxDownloads: 16,
+  downloadIdleTimeoutMs: 60_000,
 }
 
 /** flag (long, short) → key, and its environment variable. */
@@ -83,12 +99,16 @@ const OPTIONS: ReadonlyArray<readonly [keyof Config, string, string | undefined,
   ['maxImageBytes', '--max-image-size', undefined, 'MISTIFY_MAX_IMAGE_SIZE'],
   ['imagesQuota', '--images-quota', undefined, 'MISTIFY_IMAGES_QUOTA'],
   ['acceptUndigestedImages', '--accept-undigested-images', undefined, 'MISTIFY_ACCEPT_UNDIGESTED_IMAGES'],
+  ['tokenFile', '--token-file', undefined, 'MISTIFY_TOKEN_FILE'],
+  ['allowedHosts', '--allowed-hosts', undefined, 'MISTIFY_ALLOWED_HOSTS'],
+  ['maxDownloads', '--max-downloads', undefined, 'MISTIFY_MAX_DOWNLOADS'],
+  ['downloadIdleTimeoutMs', '--download-idle-timeout-ms', undefined, 'MISTIFY_DOWNLOAD_IDLE_TIMEOUT_MS'],
 ]
 
 const CONFIG_FLAG = '--config'
 const CONFIG_ENV = 'MISTIFY_CONFIG'
 
-const NUMERIC = new Set<keyof Config>(['port', 'fetchers', 'maxPending', 'fetchIdleTimeoutMs', 'zfsTimeoutMs'])
+const NUMERIC = new Set<keyof Config>(['port', 'fetchers', 'maxPending', 'fetchIdleTimeoutMs', 'zfsTimeoutMs', 'maxDownloads', 'downloadIdleTimeoutMs'])
 /** Byte counts: a whole number with an optional K, M, G or T (powers of 1024). */
 const SIZES = new Set<keyof Config>(['maxImageBytes', 'imagesQuota'])
 const BOOLEANS = new Set<keyof Config>(['acceptUndigestedImages'])
@@ -106,6 +126,10 @@ export function parseBoolean(key: string, value: string): boolean {
   throw new ConfigError(`${key}: expected true or false, got ${JSON.stringify(value)}`)
 }
 
+/** Comma-separated on the command line and in the environment, a JSON array of strings in the file. */
+const LISTS = new Set<keyof Config>(['allowedHosts'])
+const splitList = (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean)
+
 /** `host`, `host:port` or a URL; a bare host gets the image service's default port. */
 export function normaliseImageServer(v: string): string {
   const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(v) ? v : `http://${v}`
@@ -117,11 +141,12 @@ export function normaliseImageServer(v: string): string {
 }
 
 /** Keys a config file may hold, and the JSON type each must have. */
-const FILE_KEYS: Readonly<Record<keyof Config, 'string' | 'integer' | 'boolean'>> = {
+const FILE_KEYS: Readonly<Record<keyof Config, 'string' | 'integer' | 'boolean' | 'list'>> = {
   zpool: 'string', listen: 'string', port: 'integer', imageServer: 'string', metadataDir: 'string',
   fetchers: 'integer', maxPending: 'integer', fetchIdleTimeoutMs: 'integer', zfsTimeoutMs: 'integer',
   token: 'string', socket: 'string', fileSources: 'string',
   maxImageBytes: 'integer', imagesQuota: 'integer', acceptUndigestedImages: 'boolean',
+  tokenFile: 'string', allowedHosts: 'list', maxDownloads: 'integer', downloadIdleTimeoutMs: 'integer',
 }
 
 /**
@@ -139,9 +164,11 @@ export function parseConfigFile(text: string, file = 'config file'): Partial<Con
       throw new ConfigError(`${file}: unknown key ${JSON.stringify(key)} (known: ${Object.keys(FILE_KEYS).join(', ')})`)
     }
     const want = FILE_KEYS[key as keyof Config]
-    const ok = want === 'integer' ? typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 : typeof v === want
-    if (!ok) {
-      throw new ConfigError(`${file}: ${key}: expected ${want === 'integer' ? 'a whole number' : want === 'boolean' ? 'true or false' : 'a string'}, got ${JSON.stringify(v)}`)
+    const fits = want === 'integer' ? typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
+      : want === 'list' ? Array.isArray(v) && v.every((x) => typeof x === 'string') : typeof v === want
+    if (!fits) {
+      const what = { integer: 'a whole number', list: 'an array of strings', boolean: 'true or false', string: 'a string' }[want]
+      throw new ConfigError(`${file}: ${key}: expected ${what}, got ${JSON.stringify(v)}`)
     }
     out[key] = v
   }
@@ -152,6 +179,16 @@ export function readConfigFile(path: string): Partial<Config> {
   let text: string
   try { text = readFileSync(path, 'utf8') } catch (e) { throw new ConfigError(`config file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
   return parseConfigFile(text, `config file ${path}`)
+}
+
+/** The token in a file: one trailing newline (as `echo` writes) dropped; empty or with whitespace refused. */
+export function readTokenFile(path: string): string {
+  let text: string
+  try { text = readFileSync(path, 'utf8') } catch (e) { throw new ConfigError(`token file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
+  const token = text.replace(/\r?\n$/, '')
+  if (token === '') throw new ConfigError(`token file ${path}: empty`)
+  if (/\s/.test(token)) throw new ConfigError(`token file ${path}: the token must not contain whitespace`)
+  return token
 }
 
 const OPTION_NAMES = () => [CONFIG_FLAG, ...OPTIONS.map((o) => o[1])].join(' ')
@@ -182,10 +219,11 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv, rea
       out[key] = n
     } else if (SIZES.has(key)) out[key] = parseSize(key, value)
     else if (BOOLEANS.has(key)) out[key] = parseBoolean(key, value)
+    else if (LISTS.has(key)) out[key] = splitList(value)
     else out[key] = value
   }
   // An empty token, socket or file-sources (e.g. "" in the file) means "not set".
-  for (const k of ['token', 'socket', 'fileSources'] as const) if (out[k] === '') delete out[k]
+  for (const k of ['token', 'socket', 'fileSources', 'tokenFile'] as const) if (out[k] === '') delete out[k]
   const c = out as unknown as Config
   try { assertPoolName(c.zpool) } catch (e) { throw new ConfigError(`zpool: ${(e as Error).message}`) }
   if (c.port > 65535) throw new ConfigError(`port: ${c.port} is not a TCP port`)
@@ -195,5 +233,15 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv, rea
   if (c.fileSources !== undefined && !c.fileSources.startsWith('/')) throw new ConfigError('file-sources: an absolute directory')
   if (!(c.maxImageBytes > 0)) throw new ConfigError('max-image-size: more than 0 bytes')
   if (c.imagesQuota !== undefined && !(c.imagesQuota > 0)) throw new ConfigError('images-quota: more than 0 bytes')
-  return { ...c, imageServer: normaliseImageServer(c.imageServer) }
+  if (c.maxDownloads < 1) throw new ConfigError('max-downloads: at least 1')
+  if (c.downloadIdleTimeoutMs < 1) throw new ConfigError('download-idle-timeout-ms: at least 1')
+  for (const h of c.allowedHosts ?? []) {
+    if (h !== '*' && !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(h)) throw new ConfigError(`allowed-hosts: not a host name: ${JSON.stringify(h)}`)
+  }
+  let token = c.token
+  if (c.tokenFile !== undefined) {
+    if (token !== undefined) throw new ConfigError('token and token-file: give one of them')
+    token = readTokenFile(c.tokenFile)
+  }
+  return { ...c, ...(token === undefined ? {} : { token }), imageServer: normaliseImageServer(c.imageServer) }
 }

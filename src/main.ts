@@ -4,6 +4,7 @@
  * SIGTERM/SIGINT close gracefully.
  */
 import http from 'node:http'
+import { isIP } from 'node:net'
 import { parseConfig, ConfigError } from './config.js'
 import { createAgent, StartupError } from './agent.js'
 import { configureOps } from './http/app.js'
@@ -23,7 +24,7 @@ async function main(): Promise<void> {
   const zfs = createZfs(instrumentRunner(createZfsRunner({ timeoutMs: config.zfsTimeoutMs }), metrics))
   const agent = await createAgent(config, { log, zfs })
   metrics.setFetchQueue(() => agent.fetches.size)
-  configureOps(agent.app, { token: config.token, metrics, pool: config.zpool })
+  configureOps(agent.app, { token: config.token, metrics, pool: config.zpool, allowedHosts: allowedHosts(config) })
   const server = http.createServer(agent.app.callback())
   await listen(server, config.socket !== undefined ? { socket: config.socket } : { port: config.port, host: config.listen })
   log.info({
@@ -43,6 +44,16 @@ async function main(): Promise<void> {
   }
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
+}
+
+/**
+ * The Host check's extra names: none on a unix socket (no browser can reach
+ * it, and clients send any Host there); otherwise --allowed-hosts plus the
+ * listen address when it is a name (clients then use it as Host).
+ */
+function allowedHosts(c: ReturnType<typeof parseConfig>): string[] {
+  if (c.socket !== undefined) return ['*']
+  return [...(c.allowedHosts ?? []), ...(isIP(c.listen) === 0 ? [c.listen] : [])]
 }
 
 main().catch((e: unknown) => {

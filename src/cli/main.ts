@@ -9,7 +9,7 @@
  */
 import http from 'node:http'
 import https from 'node:https'
-import { createWriteStream, renameSync, rmSync } from 'node:fs'
+import { createWriteStream, readFileSync, renameSync, rmSync } from 'node:fs'
 import { pipeline } from 'node:stream/promises'
 import { Transform, type Writable } from 'node:stream'
 
@@ -17,7 +17,7 @@ export const DEFAULT_URL = 'http://127.0.0.1:19999'
 const RPC_PATH = '/_mistify_RPC_'
 const DOWNLOAD_PATH = '/snapshots/download'
 
-const HELP = `usage: mistify-image [--url URL] [--socket PATH] [--token TOKEN] [--json] COMMAND
+const HELP = `usage: mistify-image [--url URL] [--socket PATH] [--token TOKEN | --token-file FILE] [--json] COMMAND
 
 commands:
   images list                      list images
@@ -36,7 +36,8 @@ commands:
 options:
   --url URL        agent URL (env MISTIFY_URL; default ${DEFAULT_URL})
   --socket PATH    talk to the agent on a unix socket (env MISTIFY_SOCKET)
-  --token TOKEN    bearer token (env MISTIFY_TOKEN)
+  --token TOKEN    bearer token (env MISTIFY_TOKEN; visible in ps: prefer --token-file)
+  --token-file FILE  read the bearer token from FILE (env MISTIFY_TOKEN_FILE)
   --json           machine-readable output (the RPC result as JSON)
   -h, --help       this help
 
@@ -69,6 +70,8 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv): Opti
     url: env.MISTIFY_URL || DEFAULT_URL, socket: env.MISTIFY_SOCKET || undefined, token: env.MISTIFY_TOKEN || undefined,
     json: false, help: false, recursive: false, destroyMoreRecent: false, output: undefined, source: undefined, format: undefined, sha256: undefined, args: [],
   }
+  let flagToken: string | undefined
+  let flagTokenFile: string | undefined
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!
     const eq = a.startsWith('--') ? a.indexOf('=') : -1
@@ -82,7 +85,8 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv): Opti
     switch (flag) {
       case '--url': o.url = value(); break
       case '--socket': o.socket = value(); break
-      case '--token': o.token = value(); break
+      case '--token': flagToken = value(); break
+      case '--token-file': flagTokenFile = value(); break
       case '--json': o.json = true; break
       case '-h': case '--help': o.help = true; break
       case '-r': case '--recursive': o.recursive = true; break
@@ -98,7 +102,24 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv): Opti
     }
   }
   try { new URL(o.url) } catch { throw new UsageError(`--url: not a URL: ${o.url}`) }
+  // Flags beat the environment; within one of them, a token and a token file are one too many.
+  if (flagToken !== undefined && flagTokenFile !== undefined) throw new UsageError('--token and --token-file: give one of them')
+  if (flagToken !== undefined) o.token = flagToken
+  else if (flagTokenFile !== undefined) o.token = readTokenFile(flagTokenFile)
+  else if (env.MISTIFY_TOKEN_FILE) {
+    if (env.MISTIFY_TOKEN) throw new UsageError('MISTIFY_TOKEN and MISTIFY_TOKEN_FILE: set one of them')
+    o.token = readTokenFile(env.MISTIFY_TOKEN_FILE)
+  }
   return o
+}
+
+/** As the agent reads its --token-file: one trailing newline dropped, empty or whitespace refused. */
+function readTokenFile(path: string): string {
+  let text: string
+  try { text = readFileSync(path, 'utf8') } catch (e) { throw new UsageError(`--token-file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
+  const token = text.replace(/\r?\n$/, '')
+  if (token === '' || /\s/.test(token)) throw new UsageError(`--token-file ${path}: expected one token on one line`)
+  return token
 }
 
 interface Reply { status: number; headers: http.IncomingHttpHeaders; res: http.IncomingMessage }

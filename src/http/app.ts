@@ -15,7 +15,7 @@ import { rpcRoute } from './rpc-route.js'
 import { snapshotDownload, DOWNLOAD_PATH } from './snapshot-download.js'
 import type { Metrics } from '../ops/metrics.js'
 import {
-  bearerAuth, countResponseBytes, healthRoute, metricsRoute, observeMethods, requestId,
+  bearerAuth, countResponseBytes, healthRoute, hostCheck, metricsRoute, observeMethods, requestId,
 } from '../ops/http.js'
 
 export interface AppOps {
@@ -25,6 +25,12 @@ export interface AppOps {
   readonly metrics?: Metrics | undefined
   /** The pool /healthz reports on. */
   readonly pool?: string | undefined
+  /**
+   * Host names accepted besides IP literals, localhost and the machine's
+   * hostname (ops/http.ts hostAllowed); `*` turns the check off (main.ts does
+   * when serving a unix socket, which no browser can reach).
+   */
+  readonly allowedHosts?: readonly string[] | undefined
 }
 
 const OPS = new WeakMap<Koa, { ops: AppOps }>()
@@ -45,6 +51,7 @@ export function createApp(d: { services: Services; zfs: Zfs; log: Logger; ops?: 
     d.log.info({ reqId: e.requestId, method: e.method, durationMs: Math.round(e.durationMs * 1000) / 1000, outcome: e.outcome }, 'rpc')
   })
   app.use(requestId())
+  app.use(hostCheck(() => slot.ops.allowedHosts)) // before any route: a rebound browser request runs nothing
   app.use(healthRoute(d.zfs, () => slot.ops.pool))
   app.use(bearerAuth(() => slot.ops.token))
   app.use(metricsRoute(() => slot.ops.metrics))

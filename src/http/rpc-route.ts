@@ -6,7 +6,10 @@
  * nothing thrown by a method escapes raw: rpc/error-codes.ts maps it.
  *
  * Every call gets `ctx.signal`, aborted when the client goes away before its
- * response is written. Batch calls run one after another, in order.
+ * response is written. Batch calls run one after another, in order; once the
+ * client is gone the calls not yet started are not started (nobody would read
+ * their answers, and each may run zfs). A batch holds at most MAX_BATCH calls
+ * (rpc/protocol.ts).
  */
 import type Koa from 'koa'
 import { BodyTooLarge, readBody } from './body.js'
@@ -94,7 +97,11 @@ export function rpcRoute(methods: MethodTable, opts: RpcRouteOptions = {}): Koa.
       }
 
       const responses: string[] = []
-      for (const item of parsed.items) {
+      for (const [n, item] of parsed.items.entries()) {
+        if (ac.signal.aborted) {
+          log({ started: n, of: parsed.items.length }, 'rpc batch cut short: the client went away')
+          return
+        }
         if (item.kind === 'error') {
           if (item.id !== undefined) responses.push(v2Error(item.error, item.id))
           continue

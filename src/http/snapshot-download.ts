@@ -9,7 +9,12 @@
  *    ends cleanly once zfs has exited 0: a failure after that destroys the
  *    connection, so the chunked stream is visibly cut and curl exits non-zero
  *    (the original appended error text to a 200, its bug 11);
- *  - backpressure comes from pipe(); the child is killed when the client goes.
+ *  - backpressure comes from pipe(); the child is killed when the client goes,
+ *    and when it stops reading: a response whose writes have been blocked for
+ *    the idle timeout is cut (a stalled reader would otherwise keep zfs send
+ *    and the hold, which blocks deleting the snapshot, for ever);
+ *  - HEAD is answered from the dry run alone: the same checks and headers,
+ *    no hold and no zfs send.
  */
 import type Koa from 'koa'
 import type { Readable } from 'node:stream'
@@ -21,12 +26,15 @@ import { decodeParams } from '../rpc/decode.js'
 import { parseJson } from '../rpc/json.js'
 import { DOWNLOAD_REQUEST } from '../rpc/methods.js'
 import type { Logger } from '../log.js'
-import type { createDownloadService, DownloadRequest } from '../services/downloads.js'
+import type { createDownloadService, DownloadRequest, Probe } from '../services/downloads.js'
 
 export const DOWNLOAD_PATH = '/snapshots/download'
 const MAX_BODY = 64 * 1024
 
-type Downloads = Pick<ReturnType<typeof createDownloadService>, 'open'>
+type Service = ReturnType<typeof createDownloadService>
+type Downloads = Pick<Service, 'open' | 'describe'> & Partial<Pick<Service, 'idleTimeoutMs'>>
+
+const DEFAULT_IDLE_TIMEOUT_MS = 60_000
 
 async function requestOf(ctx: Koa.Context): Promise<DownloadRequest> {
   if (ctx.method === 'GET' || ctx.method === 'HEAD') {
@@ -52,6 +60,16 @@ async function requestOf(ctx: Koa.Context): Promise<DownloadRequest> {
   return decodeParams(value, DOWNLOAD_REQUEST) as unknown as DownloadRequest
 }
 
+function headersOf(p: Probe): Record<string, string> {
+  return {
+    'Content-Type': 'application/octet-stream',
+    'Content-Disposition': `attachment; filename="${p.snapshot.replace(/[/@]/g, '_')}.zfs"`,
+    'X-Snapshot': p.snapshot,
+    'X-Send-Kind': p.kind,
+    ...(p.estimate === undefined ? {} : { 'X-Estimated-Size': String(p.estimate) }),
+  }
+}
+
 function sendText(res: ServerResponse, status: number, text: string): void {
   res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff' })
   res.end(`${text}\n`)
@@ -69,7 +87,27 @@ function firstChunk(out: Readable): Promise<Buffer | null> {
   })
 }
 
+/**
+ * Call `onIdle` once if `res` stays blocked (a write returned false and no
+ * 'drain' came) for `ms`. Waiting on zfs is not idleness: only a client that
+ * takes no bytes is. Returns a stop function.
+ */
+function watchIdle(res: ServerResponse, ms: number, onIdle: () => void): () => void {
+  let blockedSince: number | undefined
+  const onDrain = () => { blockedSince = undefined }
+  res.on('drain', onDrain)
+  const timer = setInterval(() => {
+    if (!res.writableNeedDrain) { blockedSince = undefined; return }
+    blockedSince ??= Date.now()
+    if (Date.now() - blockedSince >= ms) { stop(); onIdle() }
+  }, Math.max(10, Math.min(1000, Math.floor(ms / 4))))
+  timer.unref()
+  const stop = () => { clearInterval(timer); res.off('drain', onDrain) }
+  return stop
+}
+
 export function snapshotDownload(d: { downloads: Downloads; log: Logger }): Koa.Middleware {
+  const idleMs = d.downloads.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS
   return async (ctx, next) => {
     if (ctx.path !== DOWNLOAD_PATH) return next()
     ctx.respond = false // we drive the raw response: Koa must not end it for us
@@ -77,7 +115,14 @@ export function snapshotDownload(d: { downloads: Downloads; log: Logger }): Koa.
     let clientGone = false
     res.on('close', () => { if (!res.writableFinished) clientGone = true })
     let release: (() => Promise<void>) | undefined
+    let stopWatch: (() => void) | undefined
     try {
+      if (ctx.method === 'HEAD') {
+        const p = await d.downloads.describe(await requestOf(ctx))
+        res.writeHead(200, headersOf(p))
+        res.end()
+        return
+      }
       const lease = await d.downloads.open(await requestOf(ctx))
       release = lease.release
       // Client gone: kill zfs send and drop the hold, whatever stage we are in.
@@ -89,12 +134,10 @@ export function snapshotDownload(d: { downloads: Downloads; log: Logger }): Koa.
         await lease.child.done // no byte and no error would be an empty stream: say so below
         throw new Error(`zfs send ${lease.snapshot} produced no data`)
       }
-      res.writeHead(200, {
-        'Content-Type': 'application/octet-stream',
-        'Content-Disposition': `attachment; filename="${lease.snapshot.replace(/[/@]/g, '_')}.zfs"`,
-        'X-Snapshot': lease.snapshot,
-        'X-Send-Kind': lease.kind,
-        ...(lease.estimate === undefined ? {} : { 'X-Estimated-Size': String(lease.estimate) }),
+      res.writeHead(200, headersOf(lease))
+      stopWatch = watchIdle(res, idleMs, () => {
+        d.log.warn({ snapshot: lease.snapshot, idleMs, path: req.url }, 'download client took no bytes for the idle timeout; cutting it')
+        res.destroy() // 'close' → release(): zfs send killed, hold dropped
       })
       res.write(head)
       // end:false: stdout's EOF is not success; zfs's exit status is.
@@ -113,6 +156,7 @@ export function snapshotDownload(d: { downloads: Downloads; log: Logger }): Koa.
       if (w.httpStatus >= 500) d.log.error({ err: (e as Error).message, path: req.url }, 'download failed')
       sendText(res, w.httpStatus, w.message)
     } finally {
+      stopWatch?.()
       await release?.()
     }
   }

@@ -59,6 +59,14 @@ export interface ParsedJson {
 /** Go 1.15+ refuses deeper nesting with this text; we need a bound anyway. */
 export const MAX_DEPTH = 10000
 
+/**
+ * Longest number literal accepted. Go takes any length, but a megabyte of
+ * digits then costs BigInt work and error texts that quote it (hundreds of
+ * milliseconds of event loop for one request). A uint64 needs 20 digits and
+ * a float64 at most 24 characters, so 64 refuses nothing a caller can mean.
+ */
+export const MAX_NUMBER_LENGTH = 64
+
 // ignoreBOM: a U+FEFF inside a string is content, not a byte-order mark.
 const utf8 = new TextDecoder('utf-8', { ignoreBOM: true })
 const isWs = (c: number) => c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d
@@ -168,6 +176,8 @@ export function parseJsonPrefix(input: string | Uint8Array): ParsedJson {
       if (!isDigit(b[i]!)) bad('in exponent of numeric literal')
       while (i < n && isDigit(b[i]!)) i++
     }
+    // Checked after the scan (linear, no allocation): the error points at the literal's start.
+    if (i - start > MAX_NUMBER_LENGTH) { i = start; fail(`number literal longer than ${MAX_NUMBER_LENGTH} characters`) }
     return new JsonNumber(utf8.decode(b.subarray(start, i)))
   }
 

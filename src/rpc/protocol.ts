@@ -32,6 +32,13 @@ export const METHOD_ALIASES: ReadonlyMap<string, string> = new Map([
   ['ListSnapshot', 'ListSnapshots'],
 ])
 
+/**
+ * Most calls one 2.0 batch may carry. Each call may start a zfs command, and
+ * a 1 MiB body holds some 25,000 of them; a larger batch runs nothing and is
+ * answered with one Invalid Request error.
+ */
+export const MAX_BATCH = 100
+
 const JSON_TYPES = new Set(['application/json'])
 const JSONRPC_TYPES = new Set(['application/json-rpc', 'application/jsonrequest'])
 
@@ -124,6 +131,7 @@ export function parseRequest(
   const v = parsed.value
   if (Array.isArray(v)) {
     if (v.length === 0) return { dialect: '2.0', batch: false, items: [invalid('empty batch', null)] }
+    if (v.length > MAX_BATCH) return { dialect: '2.0', batch: false, items: [invalid(`a batch of ${v.length} calls, more than the limit of ${MAX_BATCH}`, null)] }
     // Member spans are absolute, so each element reads its id from the same text.
     return { dialect: '2.0', batch: true, items: v.map((el) => parseV2(el, parsed, methods)) }
   }

@@ -4,7 +4,8 @@
  * Everything that can be refused is refused here, before the first byte.
  * The snapshot is held (`zfs hold`) for as long as its stream runs, so it
  * cannot be destroyed under a transfer; holds left by a crash are released
- * at start-up.
+ * at start-up. Streams are limited per snapshot and in all (`maxDownloads`):
+ * each one is a zfs process and a hold.
  */
 import { randomBytes } from 'node:crypto'
 import { BusyError, InvalidParamsError } from '../errors.js'
@@ -14,6 +15,7 @@ import type { SendOptions } from '../zfs/types.js'
 import type { ResumeTokenInfo } from '../zfs/parse.js'
 import { getExisting } from './lookup.js'
 import type { Deps } from './deps.js'
+import type { Config } from '../config.js'
 import type { createSnapshotService } from './snapshots.js'
 
 export interface DownloadRequest {
@@ -39,6 +41,9 @@ export interface Lease {
   release(): Promise<void>
 }
 
+/** What a stream would be, from the dry run alone (HEAD). */
+export type Probe = Pick<Lease, 'snapshot' | 'kind' | 'estimate'>
+
 /** Tag prefix of this agent's holds; start-up releases any it finds. */
 export const HOLD_PREFIX = 'mistify-download.'
 
@@ -46,10 +51,15 @@ export function createDownloadService(d: Deps & {
   snapshots: Pick<ReturnType<typeof createSnapshotService>, 'getSnapshot'>
   maxPerSnapshot?: number
   onError?: (obj: object, msg: string) => void
+  // Optional here: the agent passes its whole Config; tests may leave them out.
+  config: Deps['config'] & Partial<Pick<Config, 'maxDownloads' | 'downloadIdleTimeoutMs'>>
 }) {
   const { zfs, scope } = d
   const maxPerSnapshot = d.maxPerSnapshot ?? 4
   const active = new Map<string, number>()
+  // All snapshots together: a zfs send and a hold each, and nothing else bounded them.
+  const maxDownloads = d.config.maxDownloads ?? 16
+  let running = 0
 
   /**
    * zfs sends the snapshot whose guid the token carries, searching upward
@@ -95,7 +105,15 @@ export function createDownloadService(d: Deps & {
   }
 
   return {
-    async open(req: DownloadRequest): Promise<Lease> {
+    /** For the route: a client that takes no bytes for this long is cut. */
+    idleTimeoutMs: d.config.downloadIdleTimeoutMs ?? 60_000,
+
+    /** HEAD: what open() would send, checked the same way, without a hold, a zfs send or a slot. */
+    describe(req: DownloadRequest): Promise<Probe> {
+      return this.open(req, { probe: true })
+    },
+
+    async open<P extends boolean = false>(req: DownloadRequest, o: { probe?: P } = {}): Promise<P extends true ? Probe : Lease> {
       let snap: Dataset
       let estimate: number | undefined
       let opts: SendOptions = {}
@@ -130,20 +148,24 @@ export function createDownloadService(d: Deps & {
           throw new InvalidParamsError(`cannot send ${snap.name}: ${(e as Error).message}`)
         }
       }
+      if (o.probe) return { snapshot: snap.name, kind, estimate } satisfies Probe as never
       const n = active.get(snap.name) ?? 0
       if (n >= maxPerSnapshot) throw new BusyError(`busy: ${n} downloads of ${snap.name} running, try again later`)
+      if (running >= maxDownloads) throw new BusyError(`busy: ${running} downloads running, try again later`)
       active.set(snap.name, n + 1)
+      running++
       const tag = `${HOLD_PREFIX}${randomBytes(6).toString('hex')}`
       const holdOpts = { recursive: req.recursive && kind !== 'resume' }
       try {
         await zfs.hold(tag, snap.name, holdOpts)
       } catch (e) {
         active.set(snap.name, n)
+        running--
         throw e
       }
       const child = kind === 'resume' ? zfs.sendResume(req.token) : zfs.send(snap.name, opts)
       let released: Promise<void> | undefined
-      return {
+      const lease: Lease = {
         snapshot: snap.name, kind, estimate, child,
         release() {
           released ??= (async () => {
@@ -151,10 +173,12 @@ export function createDownloadService(d: Deps & {
             await child.done.catch(() => {})
             await zfs.release(tag, snap.name, holdOpts).catch((e: Error) => d.onError?.({ snapshot: snap.name, tag, err: e.message }, 'could not release hold'))
             active.set(snap.name, (active.get(snap.name) ?? 1) - 1)
+            running--
           })()
           return released
         },
       }
+      return lease as never
     },
 
     /** Release holds a previous run of the agent left (it crashed mid-stream). */

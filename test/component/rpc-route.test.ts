@@ -9,6 +9,7 @@ import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import { rpcRoute, RPC_PATH, type RpcRouteOptions } from '../../src/http/rpc-route.js'
 import type { MethodTable, RpcMethod } from '../../src/rpc/method.js'
+import { MAX_BATCH } from '../../src/rpc/protocol.js'
 import { array, bool, int, map, str, struct, uint64, type StructSpec } from '../../src/rpc/schema.js'
 import { NotFoundError } from '../../src/errors.js'
 import { ZfsCommandError } from '../../src/zfs/errors.js'
@@ -306,4 +307,40 @@ t.test('client abort → ctx.signal aborted; a finished call is not', async (t) 
   const signal = seen.signals[n]!
   await new Promise((r) => setTimeout(r, 50))
   t.equal(signal.aborted, false, 'a call whose response was written is not aborted')
+})
+
+t.test('item 12: a batch over the cap runs nothing and gets one -32600', async (t) => {
+  const s = await start(t)
+  const v2call = (i: number) => `{"jsonrpc":"2.0","method":"CloneImage","params":{"id":"i${i}"},"id":${i}}`
+  const before = seen.counts.get('CloneImage') ?? 0
+  const r = await post(s.url, `[${Array.from({ length: MAX_BATCH + 1 }, (_, i) => v2call(i)).join(',')}]`)
+  t.equal(r.status, 200)
+  t.same(JSON.parse(r.text), {
+    jsonrpc: '2.0', id: null,
+    error: { code: -32600, message: `Invalid Request: a batch of ${MAX_BATCH + 1} calls, more than the limit of ${MAX_BATCH}` },
+  })
+  t.equal(seen.counts.get('CloneImage') ?? 0, before, 'not one call ran')
+  const ok = await post(s.url, `[${Array.from({ length: MAX_BATCH }, (_, i) => v2call(i)).join(',')}]`)
+  t.equal(JSON.parse(ok.text).length, MAX_BATCH, `a batch of ${MAX_BATCH} runs whole`)
+  t.equal(seen.counts.get('CloneImage'), before + MAX_BATCH)
+})
+
+t.test('item 12: a batch whose client goes away starts no further calls', async (t) => {
+  const s = await start(t)
+  const started = new Promise<void>((resolve) => { onSlowStart = resolve })
+  const aborted = new Promise<boolean>((resolve) => { onSlowAbort = resolve })
+  const before = seen.counts.get('CloneImage') ?? 0
+  const batch = [
+    '{"jsonrpc":"2.0","method":"RequestImage","params":{"id":"img"},"id":0}',
+    ...Array.from({ length: 20 }, (_, i) => `{"jsonrpc":"2.0","method":"CloneImage","params":{"id":"c${i}"},"id":${i + 1}}`),
+  ]
+  const req = http.request({ host: s.host, port: s.port, path: RPC_PATH, method: 'POST', headers: { 'Content-Type': 'application/json' } })
+  req.on('error', () => {}) // we are the ones hanging up
+  req.end(`[${batch.join(',')}]`)
+  await started
+  req.destroy()
+  t.equal(await aborted, true, 'the running call saw the abort')
+  await new Promise((r) => setTimeout(r, 100)) // time for the route to run on, if it would
+  t.equal(seen.counts.get('CloneImage') ?? 0, before, 'none of the 20 calls after it started')
+  t.ok(s.logs.some((l) => l.msg === 'rpc batch cut short: the client went away' && (l.obj as { started: number }).started === 1), 'and the route said so')
 })

@@ -5,7 +5,7 @@
 import t from 'tap'
 import http from 'node:http'
 import { execFile } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { once } from 'node:events'
 import { tmpdir } from 'node:os'
 import { join, dirname } from 'node:path'
@@ -161,4 +161,26 @@ t.test('token and unix socket', async (t) => {
   const dl = await cli(['--socket', sock, '--token', 'tok123', 'download', 'guests/g1@s1', '-o', '-'])
   t.ok(dl.stdout.equals(STREAM))
   for (const l of a.logs) t.notMatch(l, 'tok123')
+})
+
+t.test('item 9: --token-file (and MISTIFY_TOKEN_FILE): the token off the command line', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'mistify-cli-tok-'))
+  const file = join(dir, 'token')
+  writeFileSync(file, 'tok123\n')
+  const a = await startFakeAgent(t, { token: 'tok123' })
+  const yes = await cli(['--url', a.url, '--token-file', file, 'images', 'list'])
+  t.equal(yes.code, 0, yes.stderr)
+  t.match(yes.stdout.toString(), /img1/)
+  const env = await cli(['--url', a.url, 'images', 'list'], { MISTIFY_TOKEN_FILE: file })
+  t.equal(env.code, 0, env.stderr)
+  const flagWins = await cli(['--url', a.url, '--token-file', file, 'images', 'list'], { MISTIFY_TOKEN: 'wrong' })
+  t.equal(flagWins.code, 0, 'the flag beats MISTIFY_TOKEN')
+  const both = await cli(['--url', a.url, '--token', 'x', '--token-file', file, 'images', 'list'])
+  t.equal(both.code, 2)
+  t.match(both.stderr, /--token and --token-file: give one of them/)
+  writeFileSync(join(dir, 'bad'), 'a b\n')
+  const bad = await cli(['--url', a.url, '--token-file', join(dir, 'bad'), 'images', 'list'])
+  t.equal(bad.code, 2)
+  t.match(bad.stderr, /expected one token on one line/)
+  t.same(a.calls, [{ method: 'ListImages', params: {} }, { method: 'ListImages', params: {} }, { method: 'ListImages', params: {} }], 'refused usages sent nothing')
 })

@@ -26,9 +26,13 @@ export interface FakeAgent {
   poolHealth: string
   /** Make the next download fail after its first chunk. */
   cutNextDownload: boolean
+  /** Make downloads endless (64 KiB chunks for ever): a client that does not read stalls them. */
+  endlessDownloads: boolean
+  /** Download leases released so far. */
+  released: number
 }
 
-export function fakeServices(fa: Pick<FakeAgent, 'calls' | 'cutNextDownload'>): Services {
+export function fakeServices(fa: Pick<FakeAgent, 'calls' | 'cutNextDownload'> & Partial<Pick<FakeAgent, 'endlessDownloads' | 'released'>>, o: { idleTimeoutMs?: number } = {}): Services {
   const rec = (method: string) => (p: unknown) => { fa.calls.push({ method, params: p }) }
   const images = {
     listImages: async () => { rec('ListImages')({}); return { images: [IMAGE] } },
@@ -50,6 +54,12 @@ export function fakeServices(fa: Pick<FakeAgent, 'calls' | 'cutNextDownload'>): 
     deleteSnapshot: snap('DeleteSnapshot'), rollbackSnapshot: snap('RollbackSnapshot'),
   }
   const downloads = {
+    ...(o.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: o.idleTimeoutMs }),
+    async describe(req: { id: string }) {
+      fa.calls.push({ method: 'describe', params: req })
+      if (!req.id.includes('@')) throw new NotFoundError()
+      return { snapshot: `tank/${req.id}`, kind: 'full' as const, estimate: STREAM.length }
+    },
     async open(req: { id: string; recursive: boolean }) {
       fa.calls.push({ method: 'download', params: req })
       if (!req.id.includes('@')) throw new NotFoundError()
@@ -61,12 +71,19 @@ export function fakeServices(fa: Pick<FakeAgent, 'calls' | 'cutNextDownload'>): 
       done.catch(() => {})
       const chunks = cut ? [STREAM.subarray(0, 100 * 1024)] : [STREAM.subarray(0, 100 * 1024), STREAM.subarray(100 * 1024)]
       // A pause before the end, so a cut happens after bytes reached the client.
-      const stdout = Readable.from((async function* () { for (const c of chunks) { yield c; await new Promise((r) => setTimeout(r, 50)) } })())
+      const endless = fa.endlessDownloads === true
+      let killed = false
+      let gone = false // release() is idempotent, as the real one
+      const kill = () => { if (endless && !killed) { killed = true; stdout.destroy(); fail(new Error('killed')) } }
+      const stdout = Readable.from((async function* () {
+        if (endless) { while (!killed) { yield Buffer.alloc(64 * 1024, 1); await new Promise((r) => setImmediate(r)) } return }
+        for (const c of chunks) { yield c; await new Promise((r) => setTimeout(r, 50)) }
+      })())
       stdout.on('end', () => (cut ? fail(new Error('zfs send died')) : ok()))
       return {
         snapshot: `tank/${req.id}`, kind: 'full' as const, estimate: STREAM.length,
-        child: { pid: 1, stdin: null, stdout, done, kill() {} },
-        async release() {},
+        child: { pid: 1, stdin: null, stdout, done, kill },
+        async release() { if (gone) return; gone = true; kill(); fa.released = (fa.released ?? 0) + 1 },
       }
     },
   }
@@ -83,11 +100,11 @@ export function fakeZfs(fa: Pick<FakeAgent, 'poolHealth'>): Zfs {
 }
 
 /** The app on 127.0.0.1:0 (or `socket`), logging JSON lines into `logs`. */
-export async function startFakeAgent(t: Teardown, ops: AppOps = {}, o: { listen?: (s: http.Server) => Promise<void> } = {}): Promise<FakeAgent> {
+export async function startFakeAgent(t: Teardown, ops: AppOps = {}, o: { listen?: (s: http.Server) => Promise<void>; idleTimeoutMs?: number } = {}): Promise<FakeAgent> {
   const logs: string[] = []
   const sink = new Writable({ write(c: Buffer, _e, cb) { logs.push(...c.toString().split('\n').filter(Boolean)); cb() } })
-  const fa = { logs, calls: [] as FakeAgent['calls'], poolHealth: 'ONLINE', cutNextDownload: false }
-  const app = createApp({ services: fakeServices(fa), zfs: fakeZfs(fa), log: jsonLogger(sink), ops: { pool: 'tank', ...ops } })
+  const fa = { logs, calls: [] as FakeAgent['calls'], poolHealth: 'ONLINE', cutNextDownload: false, endlessDownloads: false, released: 0 }
+  const app = createApp({ services: fakeServices(fa, o.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: o.idleTimeoutMs }), zfs: fakeZfs(fa), log: jsonLogger(sink), ops: { pool: 'tank', ...ops } })
   const server = http.createServer(app.callback())
   if (o.listen) await o.listen(server)
   else { server.listen(0, '127.0.0.1'); await once(server, 'listening') }

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { compactJson, JsonNumber, JsonObject, JsonSyntaxError, MAX_DEPTH, parseJson, parseJsonPrefix, quoteByte, toPlain } from '../../../src/rpc/json.js'
+import { compactJson, JsonNumber, JsonObject, JsonSyntaxError, MAX_DEPTH, MAX_NUMBER_LENGTH, parseJson, parseJsonPrefix, quoteByte, toPlain } from '../../../src/rpc/json.js'
 
 const errorOf = (input: string | Uint8Array): string | undefined => {
   try {
@@ -156,6 +156,18 @@ t.test('nesting is bounded, without blowing the stack', async (t) => {
   const deep = parseJson('['.repeat(MAX_DEPTH) + ']'.repeat(MAX_DEPTH))
   t.ok(Array.isArray(deep))
   t.equal(errorOf('['.repeat(MAX_DEPTH)), 'unexpected EOF')
+})
+
+t.test('item 12: number literals are bounded in length, refused in linear time', async (t) => {
+  const longest = '-' + '1'.repeat(MAX_NUMBER_LENGTH - 1)
+  t.equal((parseJson(`[${longest}]`) as JsonNumber[])[0]!.raw, longest, 'a literal of exactly the limit is kept')
+  t.equal((parseJson('18446744073709551615') as JsonNumber).raw, '18446744073709551615', 'uint64 max (20 digits) is far inside it')
+  const over = `{"id":${'1'.repeat(MAX_NUMBER_LENGTH + 1)}}`
+  t.equal(errorOf(over), `number literal longer than ${MAX_NUMBER_LENGTH} characters`)
+  try { parseJson(over); t.fail('parsed') } catch (e) { t.equal((e as JsonSyntaxError).offset, 6, 'the error points at the literal') }
+  t.equal(errorOf(`0.${'5'.repeat(MAX_NUMBER_LENGTH)}`), `number literal longer than ${MAX_NUMBER_LENGTH} characters`, 'fractions count too')
+  // A megabyte of digits is refused by the scanner (a linear pass, no BigInt, no 1 MB error text).
+  t.equal(errorOf(`{"id":${'9'.repeat(1 << 20)}}`), `number literal longer than ${MAX_NUMBER_LENGTH} characters`)
 })
 
 t.test('compactJson: as Go re-encodes a RawMessage', async (t) => {
