@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { assertPoolName } from './zfs/names.js'
+import { createSourcePolicy, splitAllowList } from './fetch/address-policy.js'
 
 export interface Config {
   /** The pool whose images/ and guests/ trees this agent owns. */
@@ -34,6 +35,15 @@ export interface Config {
    * becomes a disk a guest can read.
    */
   readonly fileSources?: string
+  /**
+   * Hosts, addresses and CIDRs that http(s) sources may name although they
+   * are loopback, link-local or private (denied by default: the agent would
+   * fetch, store and serve back what only this host can reach). The image
+   * service (`imageServer`) is always allowed.
+   */
+  readonly allowSourceHosts: readonly string[]
+  /** 'off': RequestImage takes no http(s) `source`; images come from the image service only. */
+  readonly urlSources: 'on' | 'off'
 }
 
 export class ConfigError extends Error {
@@ -50,6 +60,8 @@ export const DEFAULTS: Config = {
   maxPending: 32,
   fetchIdleTimeoutMs: 60_000,
   zfsTimeoutMs: 10 * 60_000,
+  allowSourceHosts: [],
+  urlSources: 'on',
 }
 
 /** flag (long, short) → key, and its environment variable. */
@@ -66,6 +78,8 @@ const OPTIONS: ReadonlyArray<readonly [keyof Config, string, string | undefined,
   ['token', '--token', undefined, 'MISTIFY_TOKEN'],
   ['socket', '--socket', undefined, 'MISTIFY_SOCKET'],
   ['fileSources', '--file-sources', undefined, 'MISTIFY_FILE_SOURCES'],
+  ['allowSourceHosts', '--allow-source-hosts', undefined, 'MISTIFY_ALLOW_SOURCE_HOSTS'],
+  ['urlSources', '--url-sources', undefined, 'MISTIFY_URL_SOURCES'],
 ]
 
 const CONFIG_FLAG = '--config'
@@ -84,11 +98,13 @@ export function normaliseImageServer(v: string): string {
 }
 
 /** Keys a config file may hold, and the JSON type each must have. */
-const FILE_KEYS: Readonly<Record<keyof Config, 'string' | 'integer'>> = {
+const FILE_KEYS: Readonly<Record<keyof Config, 'string' | 'integer' | 'list'>> = {
   zpool: 'string', listen: 'string', port: 'integer', imageServer: 'string', metadataDir: 'string',
   fetchers: 'integer', maxPending: 'integer', fetchIdleTimeoutMs: 'integer', zfsTimeoutMs: 'integer',
-  token: 'string', socket: 'string', fileSources: 'string',
+  token: 'string', socket: 'string', fileSources: 'string', allowSourceHosts: 'list', urlSources: 'string',
 }
+
+const WANTED = { integer: 'a whole number', string: 'a string', list: 'an array of strings (or one comma-separated string)' } as const
 
 /**
  * A JSON config file: one object with Config's keys (camelCase, as in
@@ -105,10 +121,11 @@ export function parseConfigFile(text: string, file = 'config file'): Partial<Con
       throw new ConfigError(`${file}: unknown key ${JSON.stringify(key)} (known: ${Object.keys(FILE_KEYS).join(', ')})`)
     }
     const want = FILE_KEYS[key as keyof Config]
-    if (want === 'integer' ? !(typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) : typeof v !== 'string') {
-      throw new ConfigError(`${file}: ${key}: expected ${want === 'integer' ? 'a whole number' : 'a string'}, got ${JSON.stringify(v)}`)
-    }
-    out[key] = v
+    const ok = want === 'integer' ? typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
+      : want === 'list' ? typeof v === 'string' || (Array.isArray(v) && v.every((x) => typeof x === 'string'))
+        : typeof v === 'string'
+    if (!ok) throw new ConfigError(`${file}: ${key}: expected ${WANTED[want]}, got ${JSON.stringify(v)}`)
+    out[key] = want === 'list' && typeof v === 'string' ? splitAllowList(v) : v
   }
   return out as Partial<Config>
 }
@@ -145,7 +162,8 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv, rea
       const n = Number(value)
       if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw new ConfigError(`${key}: expected a whole number, got ${JSON.stringify(value)}`)
       out[key] = n
-    } else out[key] = value
+    } else if (key === 'allowSourceHosts') out[key] = splitAllowList(value)
+    else out[key] = value
   }
   // An empty token, socket or file-sources (e.g. "" in the file) means "not set".
   for (const k of ['token', 'socket', 'fileSources'] as const) if (out[k] === '') delete out[k]
@@ -156,5 +174,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv, rea
   if (!c.metadataDir) throw new ConfigError('metadata-dir: empty')
   if (c.token !== undefined && /\s/.test(c.token)) throw new ConfigError('token: must not contain whitespace')
   if (c.fileSources !== undefined && !c.fileSources.startsWith('/')) throw new ConfigError('file-sources: an absolute directory')
+  if (c.urlSources !== 'on' && c.urlSources !== 'off') throw new ConfigError(`url-sources: on or off, got ${JSON.stringify(c.urlSources)}`)
+  try { createSourcePolicy({ allow: c.allowSourceHosts }) } catch (e) { throw new ConfigError(`allow-source-hosts: ${(e as Error).message}`) }
   return { ...c, imageServer: normaliseImageServer(c.imageServer) }
 }

@@ -6,6 +6,7 @@ import { parseDeclaredFormat, type PayloadFormat } from '../fetch/payload.js'
 import { imageWire, toMiB, type ImageRecord, type WireImage, type WireVolume } from './shapes.js'
 import { cloneStrict, type Deps } from './deps.js'
 import { DatasetNotFoundError } from '../zfs/index.js'
+import { createSourcePolicy } from '../fetch/address-policy.js'
 
 export interface ImageRequest {
   id: string; type: string; dest: string; source: string; async?: boolean
@@ -18,6 +19,9 @@ const PROGRESS_EVERY_MS = 1000
 
 export function createImageService(d: Deps) {
   const { zfs, scope, records, fetches } = d
+  // The image service the operator configured is trusted; any other source host is checked on every hop.
+  const policy = createSourcePolicy({ allow: d.config.allowSourceHosts, trustedOrigins: [d.config.imageServer] })
+  const urlSources = d.config.urlSources !== 'off'
 
   async function record(id: string): Promise<ImageRecord> {
     // An id that could never be an image name cannot be in the store either.
@@ -48,7 +52,7 @@ export function createImageService(d: Deps) {
    */
   function fetchImage(id: string, source: string, async: boolean, format: PayloadFormat | undefined): Promise<ImageRecord> {
     if (async) watched.add(id)
-    const url = sourceUrl(d.config.imageServer, id, source, d.config.fileSources)
+    const url = sourceUrl(d.config.imageServer, id, source, d.config.fileSources, { policy, urlSources })
     const shown = url.protocol === 'file:' ? url.toString() : url.toString().replace(/\/\/[^@/]*@/, '//') // no credentials in records
     return fetches.run(id, async (signal) => {
       try {
@@ -68,7 +72,7 @@ export function createImageService(d: Deps) {
 
   /** One import, its progress written to the record as it goes. */
   async function importFrom(id: string, url: URL, shown: string, format: PayloadFormat | undefined, signal: AbortSignal): Promise<ImageRecord> {
-    const src = await openImageSource(url, { signal, idleTimeoutMs: d.config.fetchIdleTimeoutMs, fileSources: d.config.fileSources })
+    const src = await openImageSource(url, { signal, idleTimeoutMs: d.config.fetchIdleTimeoutMs, fileSources: d.config.fileSources, policy })
     const total = src.size ?? null
     const progress = () => records.put(id, { ...base(id, shown, 'downloading'), progress: { bytes: src.delivered(), total } })
     let last: Promise<void> = progress()
