@@ -75,7 +75,7 @@ t.test('item 14: swapping a directory for a symlink while sources are opened nev
   const n = nested(l)
   // A separate process swaps dir/sub between the real directory and a symlink to outside, as fast as it can.
   const flipper = join(l.root, 'flip.sh')
-  writeFileSync(flipper, `cd '${l.dir}'; while :; do mv sub held && ln -s '${n.elsewhere}' sub; rm sub && mv held sub; done\n`)
+  writeFileSync(flipper, `cd '${l.dir}' || exit 1; while :; do mv sub held && ln -s '${n.elsewhere}' sub; rm sub && mv held sub; done\n`)
   const child = spawn('sh', [flipper], { stdio: 'ignore' })
   t.teardown(() => { child.kill('SIGKILL') })
   let read = 0
