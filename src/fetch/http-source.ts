@@ -66,7 +66,13 @@ export function openSource(url: string, o: OpenOptions): Promise<Source> {
       const location = res.headers.location
       if (status >= 300 && status < 400 && location && (o.redirects ?? 5) > 0) {
         res.resume()
-        openSource(new URL(location, u).toString(), { ...o, redirects: (o.redirects ?? 5) - 1 }).then(resolve, reject)
+        // A Location that is not a URL must fail this fetch, not throw out of the response handler.
+        let next: string
+        try { next = new URL(location, u).toString() } catch {
+          reject(new UpstreamError(`image source ${u.protocol}//${u.host}: redirect to an invalid URL ${JSON.stringify(location)}`))
+          return
+        }
+        openSource(next, { ...o, redirects: (o.redirects ?? 5) - 1 }).then(resolve, reject)
         return
       }
       const want = o.rangeStart ? 206 : 200

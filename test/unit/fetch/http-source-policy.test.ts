@@ -80,3 +80,8 @@ t.test('item 7: the Range resume goes through the same check (each reopen is a n
   await t.rejects(drain(), { message: /resuming at byte \d+ failed: source http:\/\/127\.0\.0\.1:\d+: 127\.0\.0\.1 is a loopback address/ })
   t.equal(forbidden.hits(), 0)
 })
+
+t.test('a redirect to something that is not a URL fails the fetch (it used to throw out of the response handler)', async (t) => {
+  const s = await serve(t, (_q, res) => { res.writeHead(302, { Location: 'http://[' }); res.end() })
+  await t.rejects(openSource(`${s.origin}/img`, { idleTimeoutMs: 2000 }), { name: 'UpstreamError', message: /redirect to an invalid URL "http:\/\/\["/ })
+})
