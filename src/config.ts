@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { assertPoolName } from './zfs/names.js'
+import { createSourcePolicy } from './fetch/address-policy.js'
 
 export interface Config {
   /** The pool whose images/ and guests/ trees this agent owns. */
@@ -60,6 +61,15 @@ export interface Config {
   readonly maxDownloads: number
   /** A download whose client has taken no bytes for this long is cut (its zfs send killed, its hold released). */
   readonly downloadIdleTimeoutMs: number
+  /**
+   * Hosts, addresses and CIDRs that http(s) sources may name although they
+   * are loopback, link-local or private (denied by default: the agent would
+   * fetch, store and serve back what only this host can reach). The image
+   * service (`imageServer`) is always allowed.
+   */
+  readonly allowSourceHosts: readonly string[]
+  /** 'off': RequestImage takes no http(s) `source`; images come from the image service only. */
+  readonly urlSources: 'on' | 'off'
 }
 
 export class ConfigError extends Error {
@@ -80,6 +90,8 @@ export const DEFAULTS: Config = {
   acceptUndigestedImages: false,
   maxDownloads: 16,
   downloadIdleTimeoutMs: 60_000,
+  allowSourceHosts: [],
+  urlSources: 'on',
 }
 
 /** flag (long, short) → key, and its environment variable. */
@@ -103,6 +115,8 @@ const OPTIONS: ReadonlyArray<readonly [keyof Config, string, string | undefined,
   ['allowedHosts', '--allowed-hosts', undefined, 'MISTIFY_ALLOWED_HOSTS'],
   ['maxDownloads', '--max-downloads', undefined, 'MISTIFY_MAX_DOWNLOADS'],
   ['downloadIdleTimeoutMs', '--download-idle-timeout-ms', undefined, 'MISTIFY_DOWNLOAD_IDLE_TIMEOUT_MS'],
+  ['allowSourceHosts', '--allow-source-hosts', undefined, 'MISTIFY_ALLOW_SOURCE_HOSTS'],
+  ['urlSources', '--url-sources', undefined, 'MISTIFY_URL_SOURCES'],
 ]
 
 const CONFIG_FLAG = '--config'
@@ -127,7 +141,7 @@ export function parseBoolean(key: string, value: string): boolean {
 }
 
 /** Comma-separated on the command line and in the environment, a JSON array of strings in the file. */
-const LISTS = new Set<keyof Config>(['allowedHosts'])
+const LISTS = new Set<keyof Config>(['allowedHosts', 'allowSourceHosts'])
 const splitList = (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean)
 
 /** `host`, `host:port` or a URL; a bare host gets the image service's default port. */
@@ -147,7 +161,10 @@ const FILE_KEYS: Readonly<Record<keyof Config, 'string' | 'integer' | 'boolean' 
   token: 'string', socket: 'string', fileSources: 'string',
   maxImageBytes: 'integer', imagesQuota: 'integer', acceptUndigestedImages: 'boolean',
   tokenFile: 'string', allowedHosts: 'list', maxDownloads: 'integer', downloadIdleTimeoutMs: 'integer',
+  allowSourceHosts: 'list', urlSources: 'string',
 }
+
+const WANTED = { integer: 'a whole number', string: 'a string', boolean: 'true or false', list: 'an array of strings (or one comma-separated string)' } as const
 
 /**
  * A JSON config file: one object with Config's keys (camelCase, as in
@@ -165,12 +182,9 @@ export function parseConfigFile(text: string, file = 'config file'): Partial<Con
     }
     const want = FILE_KEYS[key as keyof Config]
     const fits = want === 'integer' ? typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
-      : want === 'list' ? Array.isArray(v) && v.every((x) => typeof x === 'string') : typeof v === want
-    if (!fits) {
-      const what = { integer: 'a whole number', list: 'an array of strings', boolean: 'true or false', string: 'a string' }[want]
-      throw new ConfigError(`${file}: ${key}: expected ${what}, got ${JSON.stringify(v)}`)
-    }
-    out[key] = v
+      : want === 'list' ? typeof v === 'string' || (Array.isArray(v) && v.every((x) => typeof x === 'string')) : typeof v === want
+    if (!fits) throw new ConfigError(`${file}: ${key}: expected ${WANTED[want]}, got ${JSON.stringify(v)}`)
+    out[key] = want === 'list' && typeof v === 'string' ? splitList(v) : v
   }
   return out as Partial<Config>
 }
@@ -238,6 +252,8 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv, rea
   for (const h of c.allowedHosts ?? []) {
     if (h !== '*' && !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(h)) throw new ConfigError(`allowed-hosts: not a host name: ${JSON.stringify(h)}`)
   }
+  if (c.urlSources !== 'on' && c.urlSources !== 'off') throw new ConfigError(`url-sources: on or off, got ${JSON.stringify(c.urlSources)}`)
+  try { createSourcePolicy({ allow: c.allowSourceHosts }) } catch (e) { throw new ConfigError(`allow-source-hosts: ${(e as Error).message}`) }
   let token = c.token
   if (c.tokenFile !== undefined) {
     if (token !== undefined) throw new ConfigError('token and token-file: give one of them')

@@ -5,7 +5,8 @@
  */
 import http from 'node:http'
 import https from 'node:https'
-import { UpstreamError } from '../errors.js'
+import { InvalidParamsError, UpstreamError } from '../errors.js'
+import { checkUrl, guardedLookup, SourceDeniedError, type SourcePolicy } from './address-policy.js'
 
 export interface Source {
   /** The bytes, read once; iterating drives the download (backpressure), stopping early ends it. */
@@ -26,21 +27,52 @@ export interface OpenOptions {
   redirects?: number
   /** Ask for the body from this byte on (a 206 is then required). */
   rangeStart?: number
+  /**
+   * Which hosts may be connected to (address-policy.ts), checked on every
+   * hop: the first request, each redirect and each Range resume. Unset: any.
+   */
+  policy?: SourcePolicy | undefined
+}
+
+/** The policy's refusal as the agent's error: the caller's source names a forbidden host. */
+function denied(u: URL, reason: string): InvalidParamsError {
+  return new InvalidParamsError(`source ${u.protocol}//${u.host}: ${reason}`)
 }
 
 export function openSource(url: string, o: OpenOptions): Promise<Source> {
   return new Promise((resolve, reject) => {
     const u = new URL(url)
+    // A redirect may name any scheme; only http(s) is fetched.
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+      reject(new UpstreamError(`image source: will not follow a redirect to a ${u.protocol} URL`))
+      return
+    }
+    let lookup: ReturnType<typeof guardedLookup> | undefined
+    if (o.policy) {
+      const v = checkUrl(u, o.policy)
+      if (v.kind === 'denied') {
+        reject(denied(u, `${v.reason}; not fetched (allow it with --allow-source-hosts)`))
+        return
+      }
+      // A name: its addresses are checked as the socket connects, so what is checked is what is used.
+      if (v.kind === 'resolve') lookup = guardedLookup(o.policy)
+    }
     const get = u.protocol === 'https:' ? https.get : http.get
     let response: http.IncomingMessage | undefined
     const headers = o.rangeStart ? { Range: `bytes=${o.rangeStart}-` } : {}
-    const req = get(u, { ...(o.signal ? { signal: o.signal } : {}), timeout: o.idleTimeoutMs, headers }, (res) => {
+    const req = get(u, { ...(o.signal ? { signal: o.signal } : {}), ...(lookup ? { lookup } : {}), timeout: o.idleTimeoutMs, headers }, (res) => {
       response = res
       const status = res.statusCode ?? 0
       const location = res.headers.location
       if (status >= 300 && status < 400 && location && (o.redirects ?? 5) > 0) {
         res.resume()
-        openSource(new URL(location, u).toString(), { ...o, redirects: (o.redirects ?? 5) - 1 }).then(resolve, reject)
+        // A Location that is not a URL must fail this fetch, not throw out of the response handler.
+        let next: string
+        try { next = new URL(location, u).toString() } catch {
+          reject(new UpstreamError(`image source ${u.protocol}//${u.host}: redirect to an invalid URL ${JSON.stringify(location)}`))
+          return
+        }
+        openSource(next, { ...o, redirects: (o.redirects ?? 5) - 1 }).then(resolve, reject)
         return
       }
       const want = o.rangeStart ? 206 : 200
@@ -77,7 +109,10 @@ export function openSource(url: string, o: OpenOptions): Promise<Source> {
       response?.destroy(e)
       req.destroy(e)
     })
-    req.on('error', (e) => reject(e instanceof UpstreamError ? e : new UpstreamError(`fetching ${url}: ${e.message}`, { cause: e })))
+    req.on('error', (e) => {
+      if (e instanceof SourceDeniedError) reject(new InvalidParamsError(e.message))
+      else reject(e instanceof UpstreamError ? e : new UpstreamError(`fetching ${url}: ${e.message}`, { cause: e }))
+    })
   })
 }
 

@@ -4,6 +4,7 @@
  */
 import Koa from 'koa'
 import type { Fetcher } from './fetcher.js'
+import type { SourcePolicy } from '../fetch/address-policy.js'
 import { glanceApp } from './glance-api.js'
 import type { IngestDeps } from './ingest.js'
 import { nativeApp } from './native-api.js'
@@ -12,6 +13,10 @@ export interface ServiceDeps extends IngestDeps {
   fetcher: Fetcher
   /** Largest image accepted by an upload or a fetch, in bytes. */
   maxUploadSize: number
+  /** Hosts a fetch-from-URL may reach (address-policy.ts); unset: any. */
+  sourcePolicy?: SourcePolicy | undefined
+  /** false: POST /images (fetch from a URL) is refused. */
+  urlSources?: boolean | undefined
 }
 
 export interface Apps {

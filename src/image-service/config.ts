@@ -4,6 +4,7 @@
  * setting by hand without editing the env file.
  */
 import { parseArgs } from 'node:util'
+import { createSourcePolicy, splitAllowList } from '../fetch/address-policy.js'
 
 export interface Config {
   /** Native (mistify) API port; 0 picks a free port. */
@@ -20,6 +21,14 @@ export interface Config {
   idleTimeoutMs: number
   /** How often a running fetch persists its `size`. */
   progressIntervalMs: number
+  /**
+   * Hosts, addresses and CIDRs a fetch-from-URL may reach although they are
+   * loopback, link-local or private (denied by default: the service would
+   * store and re-serve what only this host can reach).
+   */
+  allowSourceHosts: string[]
+  /** false: POST /images (fetch from a URL) is refused; uploads still work. */
+  urlSources: boolean
 }
 
 export const DEFAULTS: Config = {
@@ -31,6 +40,8 @@ export const DEFAULTS: Config = {
   fetchTimeoutMs: 60_000,
   idleTimeoutMs: 120_000,
   progressIntervalMs: 5_000,
+  allowSourceHosts: [],
+  urlSources: true,
 }
 
 export const USAGE = `Usage: mistify-image-service [options]
@@ -42,6 +53,9 @@ export const USAGE = `Usage: mistify-image-service [options]
       --max-upload-size <n>  largest image, bytes or with K/M/G/T suffix (default 64G; env MISTIFY_IMAGE_SERVICE_MAX_UPLOAD_SIZE)
       --fetch-timeout <s>    URL fetch idle timeout in seconds (default 60; env MISTIFY_IMAGE_SERVICE_FETCH_TIMEOUT)
       --idle-timeout <s>     client connection idle timeout in seconds (default 120; env MISTIFY_IMAGE_SERVICE_IDLE_TIMEOUT)
+      --allow-source-hosts <list>  hosts, addresses or CIDRs (comma-separated) URL fetches may reach although
+                             loopback, link-local or private (default none; env MISTIFY_IMAGE_SERVICE_ALLOW_SOURCE_HOSTS)
+      --url-sources on|off   off refuses fetch-from-URL (POST /images) (default on; env MISTIFY_IMAGE_SERVICE_URL_SOURCES)
   -h, --help                 this text
 `
 
@@ -85,6 +99,8 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Co
         'max-upload-size': { type: 'string' },
         'fetch-timeout': { type: 'string' },
         'idle-timeout': { type: 'string' },
+        'allow-source-hosts': { type: 'string' },
+        'url-sources': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     })
@@ -104,6 +120,8 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Co
     maxUploadSize: pick(f['max-upload-size'], 'MAX_UPLOAD_SIZE'),
     fetchTimeout: pick(f['fetch-timeout'], 'FETCH_TIMEOUT'),
     idleTimeout: pick(f['idle-timeout'], 'IDLE_TIMEOUT'),
+    allowSourceHosts: pick(f['allow-source-hosts'], 'ALLOW_SOURCE_HOSTS'),
+    urlSources: pick(f['url-sources'], 'URL_SOURCES'),
   }
   if (v.port !== undefined) c.port = port('--port', v.port)
   if (v.glancePort !== undefined) c.glancePort = port('--glance-port', v.glancePort)
@@ -112,6 +130,14 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Co
   if (v.maxUploadSize !== undefined) c.maxUploadSize = parseSize('--max-upload-size', v.maxUploadSize)
   if (v.fetchTimeout !== undefined) c.fetchTimeoutMs = seconds('--fetch-timeout', v.fetchTimeout)
   if (v.idleTimeout !== undefined) c.idleTimeoutMs = seconds('--idle-timeout', v.idleTimeout)
+  if (v.allowSourceHosts !== undefined) {
+    c.allowSourceHosts = splitAllowList(v.allowSourceHosts)
+    try { createSourcePolicy({ allow: c.allowSourceHosts }) } catch (e) { throw new UsageError(`--allow-source-hosts: ${(e as Error).message}`) }
+  }
+  if (v.urlSources !== undefined) {
+    if (v.urlSources !== 'on' && v.urlSources !== 'off') throw new UsageError(`--url-sources: on or off, got ${JSON.stringify(v.urlSources)}`)
+    c.urlSources = v.urlSources === 'on'
+  }
   if (c.dataDir === '') throw new UsageError('--data-dir must not be empty')
   return c
 }

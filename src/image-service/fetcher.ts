@@ -8,7 +8,8 @@
  */
 import { request as httpRequest, type IncomingMessage } from 'node:http'
 import { request as httpsRequest } from 'node:https'
-import { asPending, ImageGoneError, ingest, withError, type IngestDeps } from './ingest.js'
+import { asPending, ImageGoneError, ingest, StaleUploadError, withError, type IngestDeps } from './ingest.js'
+import { checkUrl, guardedLookup, SourceDeniedError, type SourcePolicy } from '../fetch/address-policy.js'
 
 export interface FetcherOptions {
   maxSize: number
@@ -16,6 +17,8 @@ export interface FetcherOptions {
   idleTimeoutMs: number
   progressIntervalMs: number
   maxRedirects?: number
+  /** Which hosts may be fetched from, checked on every hop (address-policy.ts). Unset: any. */
+  policy?: SourcePolicy
 }
 
 export class FetchError extends Error {
@@ -68,11 +71,11 @@ export class Fetcher {
       }
       await ingest(this.deps, id, res, {
         expectedSize, maxSize: this.o.maxSize, signal, progressIntervalMs: this.o.progressIntervalMs,
-        isComplete: () => res.complete,
+        isComplete: () => res.complete, generation: rec.generation,
       })
       this.deps.log.info('fetched image', { id, source: rec.source })
     } catch (err) {
-      if (err instanceof ImageGoneError) return
+      if (err instanceof ImageGoneError || err instanceof StaleUploadError) return
       if (this.closed) {
         // Stopping, not failing: leave it pending so the next start fetches it again.
         await this.deps.store.update(id, asPending).catch(() => {})
@@ -81,7 +84,7 @@ export class Fetcher {
       const message = signal.aborted && signal.reason instanceof Error ? signal.reason.message : err instanceof Error ? err.message : String(err)
       this.deps.log.warn('image fetch failed', { id, source: rec.source, error: message })
       // ingest() records its own failures; this covers the ones before it (URL, connect, status).
-      await this.deps.store.update(id, (r) => (r.status === 'error' && r.error === message ? undefined : withError(r, message))).catch(() => {})
+      await this.deps.store.update(id, (r) => (r.generation !== rec.generation || (r.status === 'error' && r.error === message) ? undefined : withError(r, message))).catch(() => {})
     }
   }
 
@@ -113,8 +116,18 @@ export class Fetcher {
 
   private once(url: URL, signal: AbortSignal): Promise<IncomingMessage> {
     return new Promise((resolve, reject) => {
+      let lookup: ReturnType<typeof guardedLookup> | undefined
+      if (this.o.policy) {
+        const v = checkUrl(url, this.o.policy)
+        if (v.kind === 'denied') {
+          reject(new FetchError(`source ${url.protocol}//${url.host}: ${v.reason}; not fetched (allow it with --allow-source-hosts)`))
+          return
+        }
+        // A name: every address it resolves to is checked as the socket connects (no rebinding in between).
+        if (v.kind === 'resolve') lookup = guardedLookup(this.o.policy)
+      }
       const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, {
-        method: 'GET', signal, headers: { 'accept-encoding': 'identity', 'user-agent': 'mistify-image-service' },
+        method: 'GET', signal, headers: { 'accept-encoding': 'identity', 'user-agent': 'mistify-image-service' }, ...(lookup ? { lookup } : {}),
       })
       let response: IncomingMessage | undefined
       // The socket timeout is an idle timeout: it also covers a stalled body.
@@ -129,7 +142,7 @@ export class Fetcher {
         resolve(res)
       })
       // Stays attached: an error after the response must not go unhandled.
-      req.on('error', reject)
+      req.on('error', (e) => reject(e instanceof SourceDeniedError ? new FetchError(e.message) : e))
       req.end()
     })
   }

@@ -17,6 +17,13 @@ export interface StoredData {
   sha512: string
 }
 
+/** Bytes stored in a temporary file, waiting for `commit` (rename into place) or `discard`. */
+export interface Staged {
+  data: StoredData
+  commit(): Promise<void>
+  discard(): Promise<void>
+}
+
 export interface WriteOptions {
   /** Fail with TooLargeError once more than this many bytes arrive. */
   maxSize?: number
@@ -69,7 +76,20 @@ export class ImageFiles {
     return join(this.imagesDir, id.toLowerCase())
   }
 
+  /** Store the bytes and put them in place under the id's name. */
   async write(id: string, body: AsyncIterable<Uint8Array>, o: WriteOptions = {}): Promise<StoredData> {
+    const staged = await this.stage(id, body, o)
+    await staged.commit()
+    return staged.data
+  }
+
+  /**
+   * Store the bytes in a temporary file, complete and fsynced, but not yet
+   * under the id's name: the caller decides whether to `commit` (rename into
+   * place) or `discard` it, e.g. only while the record is still the one the
+   * upload started against.
+   */
+  async stage(id: string, body: AsyncIterable<Uint8Array>, o: WriteOptions = {}): Promise<Staged> {
     const final = this.pathOf(id)
     const tmp = join(this.tmpDir, `${id.toLowerCase()}.${randomBytes(6).toString('hex')}.part`)
     const hashes = { sha256: createHash('sha256'), md5: createHash('md5'), sha512: createHash('sha512') }
@@ -96,9 +116,15 @@ export class ImageFiles {
       await fh.sync()
       closed = true
       await fh.close()
-      await rename(tmp, final)
-      await syncDir(this.imagesDir)
-      return { size, sha256: hashes.sha256.digest('hex'), md5: hashes.md5.digest('hex'), sha512: hashes.sha512.digest('hex') }
+      const data = { size, sha256: hashes.sha256.digest('hex'), md5: hashes.md5.digest('hex'), sha512: hashes.sha512.digest('hex') }
+      return {
+        data,
+        commit: async () => {
+          await rename(tmp, final)
+          await syncDir(this.imagesDir)
+        },
+        discard: () => rm(tmp, { force: true }),
+      }
     } catch (err) {
       if (!closed) await fh.close().catch(() => {})
       await rm(tmp, { force: true })

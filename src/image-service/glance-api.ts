@@ -37,7 +37,7 @@ import type { ServiceDeps } from './app.js'
 import { IncompleteError, TooLargeError } from './files.js'
 import { CONTAINER_FORMATS, DISK_FORMATS, GLANCE_STATUSES, VISIBILITIES, imageSchema, imagesSchema } from './glance-schema.js'
 import { HttpError, isPlainObject, readJson, router, sendImage, type Route } from './http.js'
-import { ImageGoneError, ingest } from './ingest.js'
+import { ImageGoneError, ingest, StaleUploadError } from './ingest.js'
 import { validName } from './native-api.js'
 import { isImageId, type GlanceFields, type ImageRecord, type Visibility } from './store.js'
 
@@ -435,8 +435,7 @@ export function glanceApp(deps: ServiceDeps): Koa.Middleware[] {
         const rec = await requireImage(p.id ?? '')
         if (rec.glance.protected) throw new HttpError(403, `Image ${rec.id} is protected and cannot be deleted.`)
         fetcher.cancel(rec.id)
-        await store.remove(rec.id)
-        await files.remove(rec.id)
+        await store.remove(rec.id, () => files.remove(rec.id))
         ctx.status = 204
       },
     },
@@ -454,19 +453,23 @@ export function glanceApp(deps: ServiceDeps): Koa.Middleware[] {
         if (sizeHeader !== '' && !/^\d+$/.test(sizeHeader)) throw bad('x-openstack-image-size must be an integer')
         // Claim the image atomically: only a queued image takes data, and only once.
         let claimed = false
+        let generation: string | undefined
         await store.update(rec.id, (r) => {
           if (glanceStatus(r) !== 'queued') return undefined
           claimed = true
+          generation = r.generation
           return { ...r, status: 'downloading' }
         })
         if (!claimed) throw new HttpError(409, `Image status transition from ${glanceStatus(rec)} to saving is not allowed`)
         const expectedSize = sizeHeader !== '' ? Number(sizeHeader) : lenHeader !== '' ? Number(lenHeader) : -1
         try {
-          await ingest(deps, rec.id, ctx.req, { expectedSize, maxSize: deps.maxUploadSize, isComplete: () => ctx.req.complete })
+          // Tied to the record this request claimed: if it is deleted and created again meanwhile, this upload is dropped.
+          await ingest(deps, rec.id, ctx.req, { expectedSize, maxSize: deps.maxUploadSize, isComplete: () => ctx.req.complete, generation })
         } catch (err) {
           if (err instanceof TooLargeError) throw new HttpError(413, err.message)
           if (err instanceof IncompleteError) throw bad(err.message)
           if (err instanceof ImageGoneError) throw new HttpError(404, `Image ${rec.id} was deleted during upload`)
+          if (err instanceof StaleUploadError) throw new HttpError(409, err.message)
           if (!ctx.req.complete) throw bad('upload aborted')
           throw err
         }

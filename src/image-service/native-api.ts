@@ -24,7 +24,8 @@ import type Koa from 'koa'
 import type { ServiceDeps } from './app.js'
 import { IncompleteError, TooLargeError } from './files.js'
 import { HttpError, hexToBase64, isPlainObject, readJson, router, sendImage, type Route } from './http.js'
-import { asPending, ImageGoneError, ingest } from './ingest.js'
+import { asPending, ImageGoneError, ingest, StaleUploadError } from './ingest.js'
+import { checkUrl } from '../fetch/address-policy.js'
 import { isImageType, type ImageRecord } from './store.js'
 
 /** metadata.Image in the original's key order, then our additions. */
@@ -137,7 +138,7 @@ export function nativeApp(deps: ServiceDeps): Koa.Middleware[] {
         const rec = await store.create({ type, comment: ctx.get('x-image-comment'), name })
         try {
           const done = await ingest(deps, rec.id, ctx.req, {
-            expectedSize, maxSize: deps.maxUploadSize, isComplete: () => ctx.req.complete,
+            expectedSize, maxSize: deps.maxUploadSize, isComplete: () => ctx.req.complete, generation: rec.generation,
           })
           ctx.body = toNative(done)
         } catch (err) {
@@ -148,6 +149,7 @@ export function nativeApp(deps: ServiceDeps): Koa.Middleware[] {
           }
           if (err instanceof IncompleteError) return jsonMsg(ctx, 400, err.message)
           if (err instanceof ImageGoneError) return httpError(ctx, 404, 'image deleted during upload')
+          if (err instanceof StaleUploadError) return jsonMsg(ctx, 409, err.message)
           if (!ctx.req.complete) {
             // The client went away; nobody will read an answer.
             deps.log.warn('upload aborted', { id: rec.id })
@@ -173,6 +175,10 @@ export function nativeApp(deps: ServiceDeps): Koa.Middleware[] {
           url = undefined
         }
         if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) return jsonMsg(ctx, 400, 'invalid image source')
+        if (deps.urlSources === false) return jsonMsg(ctx, 400, 'fetching images from a URL is disabled on this service (--url-sources off); upload the image instead')
+        // A literal address is judged now; a name when the fetch connects (the record then ends in error).
+        const verdict = deps.sourcePolicy ? checkUrl(url, deps.sourcePolicy) : undefined
+        if (verdict?.kind === 'denied') return jsonMsg(ctx, 400, `image source not allowed: ${verdict.reason} (allow it with --allow-source-hosts)`)
 
         const rec = await postLock(async () => {
           const existing = await store.findBySource(source)
@@ -226,8 +232,7 @@ export function nativeApp(deps: ServiceDeps): Koa.Middleware[] {
         if (!rec) return
         if (rec.glance.protected) return jsonMsg(ctx, 403, 'image is protected')
         fetcher.cancel(rec.id)
-        const gone = await store.remove(rec.id)
-        await files.remove(rec.id)
+        const gone = await store.remove(rec.id, () => files.remove(rec.id))
         if (!gone) return notFound(ctx)
         ctx.body = toNative(gone)
       },

@@ -16,6 +16,7 @@ import { ImageFiles } from './files.js'
 import { asPending, withError } from './ingest.js'
 import { stderrLogger, type Logger } from './log.js'
 import { ImageStore } from './store.js'
+import { createSourcePolicy } from '../fetch/address-policy.js'
 
 export interface StartOptions {
   log?: Logger
@@ -108,10 +109,12 @@ export async function startService(cfg: Config, o: StartOptions = {}): Promise<R
     const files = new ImageFiles(cfg.dataDir)
     await files.init()
     const store = ImageStore.fromDb(db)
+    // Loopback, link-local and private hosts only when allowlisted: the service stores and re-serves what it fetches.
+    const sourcePolicy = createSourcePolicy({ allow: cfg.allowSourceHosts })
     fetcher = new Fetcher({ store, files, log }, {
-      maxSize: cfg.maxUploadSize, idleTimeoutMs: cfg.fetchTimeoutMs, progressIntervalMs: cfg.progressIntervalMs,
+      maxSize: cfg.maxUploadSize, idleTimeoutMs: cfg.fetchTimeoutMs, progressIntervalMs: cfg.progressIntervalMs, policy: sourcePolicy,
     })
-    const deps: ServiceDeps = { store, files, log, fetcher, maxUploadSize: cfg.maxUploadSize }
+    const deps: ServiceDeps = { store, files, log, fetcher, maxUploadSize: cfg.maxUploadSize, sourcePolicy, urlSources: cfg.urlSources }
     await recover(deps)
     const apps = createApp(deps)
     const native = await listen(apps.native, o.ephemeralPorts ? 0 : cfg.port, cfg.listen, cfg.idleTimeoutMs)

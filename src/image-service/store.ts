@@ -64,6 +64,12 @@ export interface ImageRecord {
   created_at: string
   updated_at: string
   glance: GlanceFields
+  /**
+   * New on every create: an upload started against one incarnation of an id
+   * must not complete a record deleted and re-created under the same id
+   * since. Absent on records written before generations existed.
+   */
+  generation?: string
 }
 
 export interface NewImage {
@@ -153,6 +159,7 @@ export class ImageStore {
         version: name === '' ? 0 : await this.allocVersion(name),
         created_at: now,
         updated_at: now,
+        generation: randomUUID(),
         glance: {
           visibility: 'shared',
           protected: false,
@@ -192,13 +199,19 @@ export class ImageStore {
     })
   }
 
-  /** Delete and return the record (undefined when there was none; deleting twice is fine). */
-  async remove(id: string): Promise<ImageRecord | undefined> {
+  /**
+   * Delete and return the record (undefined when there was none; deleting
+   * twice is fine). `andThen` runs under the record's lock after the delete
+   * (removing the data file there means a re-created image's new file can
+   * never be removed by an older delete).
+   */
+  async remove(id: string, andThen?: () => Promise<void>): Promise<ImageRecord | undefined> {
     if (!isImageId(id)) return undefined
     const key = id.toLowerCase()
     return this.lock.run(key, async () => {
       const cur = await this.images.get(key)
       if (cur) await this.images.del(key)
+      await andThen?.()
       return cur
     })
   }

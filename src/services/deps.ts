@@ -10,7 +10,7 @@ export interface Deps {
   readonly scope: Scope
   readonly records: ImageRecords
   readonly fetches: FetchQueue
-  readonly config: Pick<Config, 'imageServer' | 'fetchIdleTimeoutMs' | 'fileSources' | 'maxImageBytes' | 'acceptUndigestedImages'>
+  readonly config: Pick<Config, 'imageServer' | 'fetchIdleTimeoutMs' | 'fileSources' | 'maxImageBytes' | 'acceptUndigestedImages' | 'allowSourceHosts' | 'urlSources'>
 }
 
 /** Properties every volume this agent creates gets (as the original). */

@@ -7,6 +7,7 @@ import { imageWire, toMiB, type ImageRecord, type WireImage, type WireVolume } f
 import { cloneStrict, type Deps } from './deps.js'
 import { assertGuestsRoom } from './disks.js'
 import { DatasetNotFoundError } from '../zfs/index.js'
+import { createSourcePolicy } from '../fetch/address-policy.js'
 
 export interface ImageRequest {
   id: string; type: string; dest: string; source: string; async?: boolean
@@ -42,6 +43,9 @@ const PROGRESS_EVERY_MS = 1000
 
 export function createImageService(d: Deps) {
   const { zfs, scope, records, fetches } = d
+  // The image service the operator configured is trusted; any other source host is checked on every hop.
+  const policy = createSourcePolicy({ allow: d.config.allowSourceHosts, trustedOrigins: [d.config.imageServer] })
+  const urlSources = d.config.urlSources !== 'off'
 
   async function record(id: string): Promise<ImageRecord> {
     // An id that could never be an image name cannot be in the store either.
@@ -71,7 +75,7 @@ export function createImageService(d: Deps) {
    * as with the original, no record stays behind.
    */
   function fetchImage(id: string, source: string, async: boolean, format: PayloadFormat | undefined, sha256: string | undefined): Promise<ImageRecord> {
-    const url = sourceUrl(d.config.imageServer, id, source, d.config.fileSources)
+    const url = sourceUrl(d.config.imageServer, id, source, d.config.fileSources, { policy, urlSources })
     const shown = url.protocol === 'file:' ? url.toString() : url.toString().replace(/\/\/[^@/]*@/, '//') // no credentials in records
     // Fail closed: bytes from a place the caller names are only taken with the caller's digest.
     if (source && !sha256) throw new InvalidParamsError('sha256: required with source (the sha256 of the bytes as served)')
@@ -102,7 +106,7 @@ export function createImageService(d: Deps) {
   async function importFrom(
     id: string, url: URL, shown: string, format: PayloadFormat | undefined, sha256: string | undefined, fromImageService: boolean, signal: AbortSignal,
   ): Promise<ImageRecord> {
-    const src = await openImageSource(url, { signal, idleTimeoutMs: d.config.fetchIdleTimeoutMs, fileSources: d.config.fileSources })
+    const src = await openImageSource(url, { signal, idleTimeoutMs: d.config.fetchIdleTimeoutMs, fileSources: d.config.fileSources, policy })
     let expectedSha256: string | undefined
     try {
       expectedSha256 = expectedDigest(id, sha256, src.sha256, fromImageService, d.config.acceptUndigestedImages)

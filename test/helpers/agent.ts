@@ -118,6 +118,9 @@ export interface TestAgent {
 
 let seq = 1
 
+/** What startAgent allows as source hosts unless a test says otherwise (the default allows none of these). */
+export const TEST_ALLOW_SOURCE_HOSTS: readonly string[] = ['127.0.0.1']
+
 export async function startAgent(t: T, o: { config?: Partial<Config> } = {}): Promise<TestAgent> {
   const { name: pool } = createFilePool(t)
   const images = await startImageServer(t)
@@ -126,7 +129,9 @@ export async function startAgent(t: T, o: { config?: Partial<Config> } = {}): Pr
   images.routes.set(`/images/${GZIP_ID}/download`, gzipSync(stream))
   const metadataDir = join(t.testdir(), 'db')
   const config: Config = {
-    ...DEFAULTS, zpool: pool, metadataDir, imageServer: images.url, fetchIdleTimeoutMs: 3000, ...o.config,
+    ...DEFAULTS, zpool: pool, metadataDir, imageServer: images.url, fetchIdleTimeoutMs: 3000,
+    // Tests serve their sources from local servers on loopback: allowed here, denied by default.
+    allowSourceHosts: TEST_ALLOW_SOURCE_HOSTS, ...o.config,
   }
   const agent = await createAgent(config, { log: silentLogger })
   const server = agent.app.listen(0, '127.0.0.1')
@@ -177,7 +182,7 @@ export function dribble(body: Buffer, o: { chunk?: number; delayMs?: number } = 
 
 /** A fresh agent over the same pool and store, as after a restart (the old one must be closed). */
 export async function restartAgent(t: T, a: TestAgent, over: Partial<Config> = {}): Promise<Agent> {
-  const again = await createAgent({ ...DEFAULTS, zpool: a.pool, metadataDir: a.metadataDir, imageServer: a.images.url, ...over }, { log: silentLogger })
+  const again = await createAgent({ ...DEFAULTS, zpool: a.pool, metadataDir: a.metadataDir, imageServer: a.images.url, allowSourceHosts: TEST_ALLOW_SOURCE_HOSTS, ...over }, { log: silentLogger })
   t.teardown(() => again.close())
   return again
 }

@@ -38,7 +38,9 @@ export function tempDir(t: TestContext, prefix = 'mis-'): string {
 export function testConfig(dataDir: string, over: Partial<Config> = {}): Config {
   return {
     ...DEFAULTS, dataDir, port: 0, glancePort: 1, listen: '127.0.0.1',
-    progressIntervalMs: 50, fetchTimeoutMs: 3_000, idleTimeoutMs: 10_000, ...over,
+    progressIntervalMs: 50, fetchTimeoutMs: 3_000, idleTimeoutMs: 10_000,
+    // The tests' sources are local servers on loopback: allowed here, denied by default.
+    allowSourceHosts: ['127.0.0.1'], ...over,
   }
 }
 
