@@ -91,11 +91,13 @@ export function openSource(url: string, o: OpenOptions): Promise<Source> {
         }
         size = Number(m[2])
       }
-      // The socket's idle timeout keeps applying while the body streams.
+      // From here the body's reader times the source, and only while it waits for bytes: while
+      // zfs receive is slow the socket is paused on purpose, and that is not the source stalling.
+      req.setTimeout(0)
       const sha = res.headers['x-image-sha256']
       const etag = res.headers.etag
       resolve({
-        body: chunksOf(res, url),
+        body: chunksOf(res, url, o.idleTimeoutMs),
         size: Number.isSafeInteger(size) ? size : undefined,
         sha256: typeof sha === 'string' ? sha.toLowerCase() : undefined,
         etag: typeof etag === 'string' ? etag : undefined,
@@ -122,12 +124,22 @@ export function openSource(url: string, o: OpenOptions): Promise<Source> {
  * than a short but "complete" body. A generator, not another stream stage:
  * under emulation every stage a chunk passes through costs.
  */
-async function* chunksOf(res: http.IncomingMessage, url: string): AsyncGenerator<Buffer> {
+async function* chunksOf(res: http.IncomingMessage, url: string, idleTimeoutMs: number): AsyncGenerator<Buffer> {
   let bytes = 0
+  const chunks = res[Symbol.asyncIterator]()
   try {
-    for await (const c of res) { bytes += (c as Buffer).length; yield c as Buffer }
+    for (;;) {
+      const stalled = setTimeout(() => res.destroy(new UpstreamError(`image source stalled for ${idleTimeoutMs} ms: ${url}`)), idleTimeoutMs)
+      let r: IteratorResult<Buffer>
+      try { r = await chunks.next() } finally { clearTimeout(stalled) }
+      if (r.done) break
+      bytes += r.value.length
+      yield r.value
+    }
   } catch (e) {
     throw e instanceof UpstreamError ? e : new UpstreamError(`image source ${url}: ${(e as Error).message} after ${bytes} bytes`, { cause: e })
+  } finally {
+    await chunks.return?.() // a reader that stops early ends the connection
   }
   if (!res.complete) throw new UpstreamError(`image source ${url}: connection closed early after ${bytes} bytes`)
 }

@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto'
 import { pipeline } from 'node:stream'
 import { createGunzip } from 'node:zlib'
 import { UpstreamError } from '../errors.js'
-import { DatasetBusyError, DatasetNotFoundError, type Zfs } from '../zfs/index.js'
+import { DatasetBusyError, DatasetNotFoundError, ZfsError, type Zfs } from '../zfs/index.js'
 import { assertPlainStream, decideFormat, isGzip, SNIFF_BYTES, zfsStreamHeader, type PayloadFormat } from './payload.js'
 import { waitForDevice, writeToDevice } from './device-write.js'
 import { qcow2Check, qcow2Info, qcow2ToDevice } from './qemu-img.js'
@@ -137,7 +137,10 @@ export async function importImage(o: {
     const scratchBytes = roundUp(o.maxBytes, VOLSIZE_STEP)
     if (format === 'zfs') {
       assertPlainStream(id, zfsStreamHeader(payload.head))
-      await zfs.receive(temp, payload.all, { noMount: true, exclude: RECEIVE_EXCLUDED_PROPERTIES }, x)
+      await zfs.receive(temp, payload.all, { noMount: true, exclude: RECEIVE_EXCLUDED_PROPERTIES }, x).catch((e: unknown) => {
+        // What zfs says of a stream it cannot take (unknown feature flags, say) is the image's fault: say it, not 'internal error'.
+        throw e instanceof ZfsError && e.kind === 'other' ? new UpstreamError(`image ${id}: zfs receive refused the stream: ${e.message}`, { cause: e }) : e
+      })
       ;({ snapName, volsize } = await onlySnapshot(zfs, id, temp, x))
     } else {
       await createScratchVolume(zfs, temp, scratchBytes, x)

@@ -37,6 +37,22 @@ t.test('a stalled body fails after the idle timeout', async (t) => {
   await t.rejects(drain(src.body), { message: /stalled for 300 ms/ })
 })
 
+t.test('a slow reader is not a stalled source: idle counts only while the reader waits', async (t) => {
+  // zfs receive applying backpressure pauses the socket; under load that is seconds, not the source's fault.
+  const url = await serve(t, (_q, res) => { res.writeHead(200, { 'Content-Length': data.length }); res.end(data) })
+  const src = await openSource(url, { idleTimeoutMs: 200 })
+  const parts: Buffer[] = []
+  for await (const c of src.body) {
+    parts.push(c)
+    if (parts.length <= 2) await new Promise((r) => setTimeout(r, 600)) // three times the idle limit, twice
+  }
+  t.ok(Buffer.concat(parts).equals(data), 'the whole body, no stall reported')
+  await new Promise((r) => setTimeout(r, 700)) // waiting before the first read does not count either
+  const late = await openSource(url, { idleTimeoutMs: 200 })
+  await new Promise((r) => setTimeout(r, 600))
+  t.ok((await drain(late.body)).equals(data))
+})
+
 t.test('resume: a cut picks up where it stopped, bytes identical, nothing fetched twice', async (t) => {
   let sent = 0
   let conns = 0
