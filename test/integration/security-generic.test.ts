@@ -18,10 +18,13 @@ const dialects: Dialect[] = ['v1', 'v2']
 const exists = (n: string) => { try { sh('zfs', ['list', '-H', '-o', 'name', n]); return true } catch { return false } }
 const names = (root: string) => sh('zfs', ['list', '-H', '-o', 'name', '-t', 'all', '-r', root]).trim().split('\n').filter(Boolean).sort()
 const prop = (ds: string, p: string) => sh('zfs', ['get', '-H', '-p', '-o', 'value', p, ds]).trim()
+// Imports here are set-up, not what is tested: a long stall limit keeps them
+// whole when the VM is slow (the helper's 3 s is for the stall tests).
+const start = (t: Parameters<typeof startAgent>[0]) => startAgent(t, { config: { fetchIdleTimeoutMs: 60_000 } })
 const IMAGES_REFUSED = /^not a valid dataset: \S+ is in \S+\/images; images change only through the image methods \(RequestImage, DeleteImage\)$/
 
 t.test('item 10: the images tree is not reachable through the generic methods', async (t) => {
-  const a = await startAgent(t)
+  const a = await start(t)
   t.equal((await a.call('v1', 'RequestImage', { id: IMAGE_ID })).result?.images?.[0]?.status, 'complete', 'image imported')
   // A dataset in images/ that no record names: refused as well, record or not.
   sh('zfs', ['receive', `${a.pool}/images/stranger`], makeZvolStream(a.pool))
@@ -79,7 +82,7 @@ t.test('item 10: the images tree is not reachable through the generic methods', 
 })
 
 t.test('item 5: CloneImage refuses what guests/ has no room for, before any change', async (t) => {
-  const a = await startAgent(t)
+  const a = await start(t)
   t.equal((await a.call('v1', 'RequestImage', { id: IMAGE_ID })).result?.images?.[0]?.status, 'complete', 'image imported (4 MiB)')
   // Less room under guests/ than the image's 4 MiB: a clone could not grow to its size.
   sh('zfs', ['set', 'quota=2M', `${a.pool}/guests`])
@@ -102,7 +105,7 @@ t.test('item 5: CloneImage refuses what guests/ has no room for, before any chan
 })
 
 t.test('item 4: concurrent CreateGuestDisks for one new guest both report disks that exist', async (t) => {
-  const a = await startAgent(t)
+  const a = await start(t)
   for (const id of [IMAGE_ID, GZIP_ID]) t.equal((await a.call('v1', 'RequestImage', { id })).result?.images?.[0]?.status, 'complete', `${id} imported`)
   const snapOf = (image: string) => `${a.pool}/images/${image}@test`
   const disksOf = (n: number) => Array.from({ length: n }, (_, i) => ({ image: i % 2 ? GZIP_ID : IMAGE_ID }))
@@ -157,7 +160,7 @@ t.test('item 4: concurrent CreateGuestDisks for one new guest both report disks 
 })
 
 t.test('item 6: a recursive rollback is refused whole when a snapshot it would destroy is held', async (t) => {
-  const a = await startAgent(t)
+  const a = await start(t)
   const P = `${a.pool}/guests/rb`
   const vols = [`${P}/disk-0`, `${P}/disk-1`]
   sh('zfs', ['create', '-p', P])
