@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { assertPoolName } from './zfs/names.js'
-import { createSourcePolicy } from './fetch/address-policy.js'
+import { createSourcePolicy, splitAllowList } from './fetch/address-policy.js'
 
 export interface Config {
   /** The pool whose images/ and guests/ trees this agent owns. */
@@ -141,8 +141,11 @@ export function parseBoolean(key: string, value: string): boolean {
 }
 
 /** Comma-separated on the command line and in the environment, a JSON array of strings in the file. */
-const LISTS = new Set<keyof Config>(['allowedHosts', 'allowSourceHosts'])
-const splitList = (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean)
+/** How a list setting given as one string (flag, environment; `words` also in the file) is split. */
+const LISTS: Partial<Record<keyof Config, (v: string) => string[]>> = {
+  allowedHosts: (v) => v.split(',').map((x) => x.trim()).filter(Boolean),
+  allowSourceHosts: splitAllowList,
+}
 
 /** `host`, `host:port` or a URL; a bare host gets the image service's default port. */
 export function normaliseImageServer(v: string): string {
@@ -155,16 +158,16 @@ export function normaliseImageServer(v: string): string {
 }
 
 /** Keys a config file may hold, and the JSON type each must have. */
-const FILE_KEYS: Readonly<Record<keyof Config, 'string' | 'integer' | 'boolean' | 'list'>> = {
+const FILE_KEYS: Readonly<Record<keyof Config, 'string' | 'integer' | 'boolean' | 'list' | 'words'>> = {
   zpool: 'string', listen: 'string', port: 'integer', imageServer: 'string', metadataDir: 'string',
   fetchers: 'integer', maxPending: 'integer', fetchIdleTimeoutMs: 'integer', zfsTimeoutMs: 'integer',
   token: 'string', socket: 'string', fileSources: 'string',
   maxImageBytes: 'integer', imagesQuota: 'integer', acceptUndigestedImages: 'boolean',
   tokenFile: 'string', allowedHosts: 'list', maxDownloads: 'integer', downloadIdleTimeoutMs: 'integer',
-  allowSourceHosts: 'list', urlSources: 'string',
+  allowSourceHosts: 'words', urlSources: 'string',
 }
 
-const WANTED = { integer: 'a whole number', string: 'a string', boolean: 'true or false', list: 'an array of strings (or one comma-separated string)' } as const
+const WANTED = { integer: 'a whole number', string: 'a string', boolean: 'true or false', list: 'an array of strings', words: 'an array of strings (or one comma-separated string)' } as const
 
 /**
  * A JSON config file: one object with Config's keys (camelCase, as in
@@ -182,9 +185,10 @@ export function parseConfigFile(text: string, file = 'config file'): Partial<Con
     }
     const want = FILE_KEYS[key as keyof Config]
     const fits = want === 'integer' ? typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
-      : want === 'list' ? typeof v === 'string' || (Array.isArray(v) && v.every((x) => typeof x === 'string')) : typeof v === want
+      : want === 'list' || want === 'words' ? (want === 'words' && typeof v === 'string') || (Array.isArray(v) && v.every((x) => typeof x === 'string'))
+        : typeof v === want
     if (!fits) throw new ConfigError(`${file}: ${key}: expected ${WANTED[want]}, got ${JSON.stringify(v)}`)
-    out[key] = want === 'list' && typeof v === 'string' ? splitList(v) : v
+    out[key] = typeof v === 'string' && want === 'words' ? splitAllowList(v) : v
   }
   return out as Partial<Config>
 }
@@ -233,7 +237,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv, rea
       out[key] = n
     } else if (SIZES.has(key)) out[key] = parseSize(key, value)
     else if (BOOLEANS.has(key)) out[key] = parseBoolean(key, value)
-    else if (LISTS.has(key)) out[key] = splitList(value)
+    else if (LISTS[key]) out[key] = LISTS[key](value)
     else out[key] = value
   }
   // An empty token, socket or file-sources (e.g. "" in the file) means "not set".
