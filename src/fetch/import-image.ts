@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto'
 import { pipeline } from 'node:stream'
 import { createGunzip } from 'node:zlib'
-import { UpstreamError } from '../errors.js'
+import { AgentError, UpstreamError } from '../errors.js'
 import { DatasetBusyError, DatasetNotFoundError, ZfsError, type Zfs } from '../zfs/index.js'
 import { assertPlainStream, decideFormat, isGzip, SNIFF_BYTES, zfsStreamHeader, type PayloadFormat } from './payload.js'
 import { waitForDevice, writeToDevice } from './device-write.js'
@@ -138,8 +138,11 @@ export async function importImage(o: {
     if (format === 'zfs') {
       assertPlainStream(id, zfsStreamHeader(payload.head))
       await zfs.receive(temp, payload.all, { noMount: true, exclude: RECEIVE_EXCLUDED_PROPERTIES }, x).catch((e: unknown) => {
-        // What zfs says of a stream it cannot take (unknown feature flags, say) is the image's fault: say it, not 'internal error'.
-        throw e instanceof ZfsError && e.kind === 'other' ? new UpstreamError(`image ${id}: zfs receive refused the stream: ${e.message}`, { cause: e }) : e
+        // Both are the image's fault, and must say so rather than 'internal error': zfs refusing the stream
+        // (unknown feature flags, say), and zfs done with a whole stream while the body goes on (the pipe closed under it).
+        if (e instanceof ZfsError && e.kind === 'other') throw new UpstreamError(`image ${id}: zfs receive refused the stream: ${e.message}`, { cause: e })
+        if (!(e instanceof AgentError) && !(e instanceof ZfsError)) throw new UpstreamError(`image ${id}: zfs receive ended before the body did (${(e as Error).message})`, { cause: e })
+        throw e
       })
       ;({ snapName, volsize } = await onlySnapshot(zfs, id, temp, x))
     } else {
