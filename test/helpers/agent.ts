@@ -129,7 +129,8 @@ export async function startAgent(t: T, o: { config?: Partial<Config> } = {}): Pr
   images.routes.set(`/images/${GZIP_ID}/download`, gzipSync(stream))
   const metadataDir = join(t.testdir(), 'db')
   const config: Config = {
-    ...DEFAULTS, zpool: pool, metadataDir, imageServer: images.url, fetchIdleTimeoutMs: 3000,
+    // 20 s: the test's own synchronous zfs calls block this process, image server and agent included, for seconds under load.
+    ...DEFAULTS, zpool: pool, metadataDir, imageServer: images.url, fetchIdleTimeoutMs: 20_000,
     // Tests serve their sources from local servers on loopback: allowed here, denied by default.
     allowSourceHosts: TEST_ALLOW_SOURCE_HOSTS, ...o.config,
   }

@@ -78,7 +78,7 @@ for (const dialect of dialects) {
       })
       await check('badsum', /checksum mismatch \(expected sha256 abab/)
       a.images.routes.set('/images/stall/download', (res) => { res.writeHead(200, digestHeader(full)); res.write(full.subarray(0, 1000)) })
-      await check('stall', /stalled for 3000 ms/)
+      await check('stall', /stalled for 20000 ms/) // the harness's fetchIdleTimeoutMs
       a.images.routes.set('/images/e500/download', (res) => { res.writeHead(500); res.end('boom') })
       await check('e500', /received 500/)
       // Fault gone: the same id now imports.
