@@ -32,6 +32,8 @@ export interface OpenOptions {
    * hop: the first request, each redirect and each Range resume. Unset: any.
    */
   policy?: SourcePolicy | undefined
+  /** Internal: this request already replaced one lost on a stale keep-alive connection. */
+  staleRetried?: boolean
 }
 
 /** The policy's refusal as the agent's error: the caller's source names a forbidden host. */
@@ -112,6 +114,11 @@ export function openSource(url: string, o: OpenOptions): Promise<Source> {
       req.destroy(e)
     })
     req.on('error', (e) => {
+      // A pooled keep-alive connection the server closed just as we reused it: nothing was sent back, ask once more.
+      if (!response && req.reusedSocket && (e as NodeJS.ErrnoException).code === 'ECONNRESET' && !o.staleRetried) {
+        openSource(url, { ...o, staleRetried: true }).then(resolve, reject)
+        return
+      }
       if (e instanceof SourceDeniedError) reject(new InvalidParamsError(e.message))
       else reject(e instanceof UpstreamError ? e : new UpstreamError(`fetching ${url}: ${e.message}`, { cause: e }))
     })

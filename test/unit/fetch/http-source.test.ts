@@ -31,6 +31,22 @@ t.test('a connection closed early is a failure, not a short body', async (t) => 
   await t.rejects(drain(src.body), { message: /^image source http:.*: (aborted|connection closed early) after \d+ bytes$/ })
 })
 
+t.test('a kept-alive connection the server drops as it is reused is asked again once', async (t) => {
+  // What a server's keep-alive timeout does when it fires just as the agent reuses the socket.
+  const served = new WeakMap<object, number>()
+  let dropped = 0
+  const url = await serve(t, (req, res) => {
+    const n = (served.get(req.socket) ?? 0) + 1
+    served.set(req.socket, n)
+    if (n === 2) { dropped++; req.socket.destroy(); return }
+    res.writeHead(200, { 'Content-Length': 1000 }); res.end(data.subarray(0, 1000))
+  })
+  t.ok((await drain((await openSource(url, { idleTimeoutMs: 5000 })).body)).equals(data.subarray(0, 1000)))
+  const again = await openSource(url, { idleTimeoutMs: 5000 })
+  t.ok((await drain(again.body)).equals(data.subarray(0, 1000)), 'the second fetch succeeded on a new connection')
+  t.equal(dropped, 1, 'the reused connection was dropped once')
+})
+
 t.test('a stalled body fails after the idle timeout', async (t) => {
   const url = await serve(t, (_q, res) => { res.writeHead(200, { 'Content-Length': data.length }); res.write(data.subarray(0, 1000)) })
   const src = await openSource(url, { idleTimeoutMs: 300 })
