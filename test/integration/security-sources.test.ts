@@ -39,11 +39,14 @@ async function forbiddenServer(t: { teardown(f: () => void): void }, body: Buffe
   return { url: `http://127.0.0.1:${port}`, port, hits: () => hits }
 }
 
+const ANY_SHA256 = 'ab'.repeat(32)
+
 /** Refused with `error`, and nothing at all changed: no dataset, no property, no record. */
 async function refusedAndUnchanged(t: Test, a: TestAgent, id: string, params: Record<string, unknown>, error: RegExp): Promise<void> {
   const before = zfsState([a.pool])
   for (const dialect of ['v1', 'v2'] as const) {
-    const r = await a.call(dialect, 'RequestImage', { id, ...params })
+    // A digest is given (sources need one, item 8), so the refusal seen is the one under test.
+    const r = await a.call(dialect, 'RequestImage', { id, sha256: ANY_SHA256, ...params })
     t.match(r.error, error, `${dialect}: ${r.error ?? JSON.stringify(r.result)}`)
     t.notOk(r.result, `${dialect}: no result`)
   }
@@ -85,7 +88,7 @@ t.test('item 7: SSRF with read-back: loopback, link-local and redirected sources
 
   await t.test('async: a denied name ends as a record in error with the reason, and no dataset', async (t) => {
     const before = zfsState([a.pool])
-    const r = await a.call('v2', 'RequestImage', { id: 'ssrf-async', async: true, source: `http://localhost:${forbidden.port}/secret` })
+    const r = await a.call('v2', 'RequestImage', { id: 'ssrf-async', async: true, source: `http://localhost:${forbidden.port}/secret`, sha256: ANY_SHA256 })
     t.equal(r.result?.images?.[0]?.status, 'pending')
     let img: { status: string; error?: string } | undefined
     for (let i = 0; i < 100; i++) {
@@ -129,7 +132,7 @@ t.test('item 7: with allowSourceHosts 127.0.0.1 the same loopback source imports
   t.equal(allowed.hits(), 1)
   // The allowance is exactly what it says: another loopback address, or a name, is still refused.
   const before = zfsState([a.pool])
-  t.match((await a.call('v2', 'RequestImage', { id: 'other', source: `http://127.0.0.2:${allowed.port}/img` })).error, /127\.0\.0\.2 is a loopback address/)
+  t.match((await a.call('v2', 'RequestImage', { id: 'other', source: `http://127.0.0.2:${allowed.port}/img`, sha256: sha(body) })).error, /127\.0\.0\.2 is a loopback address/)
   t.same(zfsState([a.pool]), before)
   t.equal(allowed.hits(), 1)
 })
