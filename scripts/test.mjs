@@ -73,7 +73,7 @@ if (only !== '--unit') {
     'set -e; mkdir -p /tmp/p; tar -C /tmp/p -xf /mnt/host/project.tar; cd /tmp/p',
     `${knobs}MISTIFY_TEST_ZPOOL=1 node ${tap} --jobs=1 --reporter=tap ${extra.length ? extra.map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ') : 'dist/test/integration'}`,
   ].join('\n')
-  const vm = await run('bash', ['scripts/vm/run.sh', '--share', share, '--timeout', process.env.MISTIFY_VM_TIMEOUT ?? '3600', '--', inner])
+  const vm = await run('bash', ['scripts/vm/run.sh', '--share', share, '--timeout', process.env.MISTIFY_VM_TIMEOUT ?? '4800', '--', inner])
   rmSync(share, { recursive: true, force: true })
   tiers.push(['vm', vm])
 }
