@@ -17,7 +17,7 @@ set -euo pipefail
 if [ "${1:-}" != "--in-vm" ]; then
   root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
   cd "$root"
-  [ -f dist/src/main.js ] || { echo "demo: dist/ is missing; run npm run build first" >&2; exit 1; }
+  [ -f dist/src/agent/main.js ] || { echo "demo: dist/ is missing; run npm run build first" >&2; exit 1; }
   start=$(date +%s)
   share=$(mktemp -d "${TMPDIR:-/tmp}/mistify-demo-share-XXXXXX")
   trap 'rm -rf "$share"' EXIT
@@ -100,8 +100,8 @@ step "start the image service and the agent (background, loopback)"
 echo "\$ node dist/src/image-service/main.js --data-dir $work/images --listen 127.0.0.1 --port 20000 --glance-port 0 &"
 node dist/src/image-service/main.js --data-dir "$work/images" --listen 127.0.0.1 --port 20000 --glance-port 0 >"$work/image-service.log" 2>&1 &
 images_pid=$!
-echo "\$ node dist/src/main.js --zpool $POOL --image-service $IMAGES --metadata-dir $work/agent-db &"
-node dist/src/main.js --zpool "$POOL" --image-service "$IMAGES" --metadata-dir "$work/agent-db" >"$work/agent.log" 2>&1 &
+echo "\$ node dist/src/agent/main.js --zpool $POOL --image-service $IMAGES --metadata-dir $work/agent-db &"
+node dist/src/agent/main.js --zpool "$POOL" --image-service "$IMAGES" --metadata-dir "$work/agent-db" >"$work/agent.log" 2>&1 &
 agent_pid=$!
 t0=$(date +%s%N)
 wait_for "$IMAGES/images" "the image service"

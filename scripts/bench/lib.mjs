@@ -1,6 +1,6 @@
 // Shared helpers for the benchmarks (run INSIDE the ZFS VM as root, see scripts/bench.sh):
 // commands, timing and statistics, an HTTP client with keep-alive, the agent
-// as a process of its own (dist/src/main.js), /metrics parsing, RSS sampling.
+// as a process of its own (dist/src/agent/main.js), /metrics parsing, RSS sampling.
 import { execFile, execFileSync, spawn } from 'node:child_process'
 import { createServer } from 'node:net'
 import { openSync, closeSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
@@ -125,7 +125,7 @@ export function killAll() {
 }
 
 /**
- * The agent as its own process (dist/src/main.js), so its RSS is its own and
+ * The agent as its own process (dist/src/agent/main.js), so its RSS is its own and
  * the load generator does not share its event loop. Logs (JSON lines, one
  * per RPC, as in production) go to a file. `prof`: a directory for --cpu-prof.
  */
@@ -135,7 +135,7 @@ export async function startAgent({ pool, dir, name = 'agent', imageServer = 'htt
   const logFile = join(dir, `${name}.log`)
   const fd = openSync(logFile, 'a')
   const nodeArgs = prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`] : []
-  const child = spawn(process.execPath, [...nodeArgs, 'dist/src/main.js', '--zpool', pool, '--port', String(port), '--metadata-dir', metadataDir,
+  const child = spawn(process.execPath, [...nodeArgs, 'dist/src/agent/main.js', '--zpool', pool, '--port', String(port), '--metadata-dir', metadataDir,
     '--image-service', imageServer, ...extraArgs], { stdio: ['ignore', fd, fd] })
   closeSync(fd)
   live.add(child)

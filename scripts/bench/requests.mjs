@@ -5,8 +5,8 @@
 // costs per complete image record (its reconcile runs one zfs list each).
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { openDb } from '../../dist/src/store/db.js'
-import { imageRecords } from '../../dist/src/services/image-records.js'
+import { openDb } from '../../dist/src/common/db.js'
+import { imageRecords } from '../../dist/src/agent/catalog.js'
 import { load } from './load.mjs'
 import { bash, num, quantile, request, startServerScript, timed, zfsCommands, fmt } from './lib.mjs'
 

@@ -1,4 +1,4 @@
-// 6. Peak RSS of the agent process (dist/src/main.js, a process of its own)
+// 6. Peak RSS of the agent process (dist/src/agent/main.js, a process of its own)
 // while it imports a big image and while it streams a big snapshot out:
 // baseline VmRSS just before, peak (VmHWM, reset through clear_refs, and
 // VmRSS sampled every 100 ms), peak - baseline. Next to it the peak RSS of

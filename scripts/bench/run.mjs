@@ -2,7 +2,7 @@
 // The benchmark runner. Runs INSIDE the ZFS VM as root from the unpacked
 // project (see scripts/bench.sh), on a throw-away file-backed pool that is
 // destroyed on the way out whatever happens. Each benchmark sets the agent
-// (dist/src/main.js, a process of its own) next to the raw CLI on the same
+// (dist/src/agent/main.js, a process of its own) next to the raw CLI on the same
 // data in the same run. Prints one markdown table and per-benchmark detail,
 // and writes JSON to argv[2] (default ./bench.json).
 //

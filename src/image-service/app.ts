@@ -4,7 +4,7 @@
  */
 import Koa from 'koa'
 import type { Fetcher } from './fetcher.js'
-import type { SourcePolicy } from '../fetch/address-policy.js'
+import type { SourcePolicy } from '../common/address-policy.js'
 import { glanceApp } from './glance-api.js'
 import type { IngestDeps } from './ingest.js'
 import { nativeApp } from './native-api.js'

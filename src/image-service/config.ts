@@ -4,7 +4,7 @@
  * setting by hand without editing the env file.
  */
 import { parseArgs } from 'node:util'
-import { createSourcePolicy, splitAllowList } from '../fetch/address-policy.js'
+import { createSourcePolicy, splitAllowList } from '../common/address-policy.js'
 
 export interface Config {
   /** Native (mistify) API port; 0 picks a free port. */

@@ -9,7 +9,7 @@
 import { request as httpRequest, type IncomingMessage } from 'node:http'
 import { request as httpsRequest } from 'node:https'
 import { asPending, ImageGoneError, ingest, StaleUploadError, withError, type IngestDeps } from './ingest.js'
-import { checkUrl, guardedLookup, SourceDeniedError, type SourcePolicy } from '../fetch/address-policy.js'
+import { checkUrl, guardedLookup, SourceDeniedError, type SourcePolicy } from '../common/address-policy.js'
 
 export interface FetcherOptions {
   maxSize: number

@@ -25,7 +25,7 @@ import type { ServiceDeps } from './app.js'
 import { IncompleteError, TooLargeError } from './files.js'
 import { HttpError, hexToBase64, isPlainObject, readJson, router, sendImage, type Route } from './http.js'
 import { asPending, ImageGoneError, ingest, StaleUploadError } from './ingest.js'
-import { checkUrl } from '../fetch/address-policy.js'
+import { checkUrl } from '../common/address-policy.js'
 import { isImageType, type ImageRecord } from './store.js'
 
 /** metadata.Image in the original's key order, then our additions. */

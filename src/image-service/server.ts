@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type Koa from 'koa'
-import { openDb, type Db } from '../store/db.js'
+import { openDb, type Db } from '../common/db.js'
 import { createApp, type ServiceDeps } from './app.js'
 import type { Config } from './config.js'
 import { Fetcher } from './fetcher.js'
@@ -16,7 +16,7 @@ import { ImageFiles } from './files.js'
 import { asPending, withError } from './ingest.js'
 import { stderrLogger, type Logger } from './log.js'
 import { ImageStore } from './store.js'
-import { createSourcePolicy } from '../fetch/address-policy.js'
+import { createSourcePolicy } from '../common/address-policy.js'
 
 export interface StartOptions {
   log?: Logger

@@ -6,7 +6,7 @@
  * fetch, an upload and API calls may touch the same record concurrently.
  */
 import { randomUUID } from 'node:crypto'
-import type { Db, Table } from '../store/db.js'
+import type { Db, Table } from '../common/db.js'
 
 export type ImageType = 'kvm' | 'container'
 export const IMAGE_TYPES: readonly ImageType[] = ['kvm', 'container']

@@ -9,12 +9,13 @@ import * as cmd from './commands.js'
 import * as parse from './parse.js'
 import { DatasetNotFoundError } from './errors.js'
 import { createZfsRunner, type ZfsRunner } from './runner.js'
-import type { Child, ExecOptions } from '../exec.js'
+import type { Child, ExecOptions } from '../common/exec.js'
 import type { Dataset, DatasetType, DestroyOptions, Hold, Pool, ReceiveOptions, SendOptions } from './types.js'
 
 export * from './errors.js'
 export * from './types.js'
 export * as names from './names.js'
+export { zvolPath } from './names.js'
 export { createZfsRunner, type ZfsRunner } from './runner.js'
 
 type Props = Readonly<Record<string, string>>

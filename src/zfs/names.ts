@@ -82,3 +82,8 @@ export function poolOf(name: string): string {
 export function isWithin(name: string, root: string): boolean {
   return name === root || name.startsWith(`${root}/`) || name.startsWith(`${root}@`)
 }
+
+/** The block device udev makes for a volume. */
+export function zvolPath(volume: string): string {
+  return `/dev/zvol/${volume}`
+}

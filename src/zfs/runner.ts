@@ -1,5 +1,5 @@
 /** Binds the process module to zfs/zpool: binary paths, default timeout, and classified errors. */
-import { runCommand, spawnCommand, type Child, type ExecOptions, type SpawnOptions } from '../exec.js'
+import { runCommand, spawnCommand, type Child, type ExecOptions, type SpawnOptions } from '../common/exec.js'
 import { classify } from './classify.js'
 import type { Argv } from './commands.js'
 

@@ -7,15 +7,15 @@ import Koa from 'koa'
 import http from 'node:http'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
-import { rpcRoute, RPC_PATH, type RpcRouteOptions } from '../../src/http/rpc-route.js'
-import type { MethodTable, RpcMethod } from '../../src/rpc/method.js'
-import { MAX_BATCH } from '../../src/rpc/protocol.js'
-import { array, bool, int, map, str, struct, uint64, type StructSpec } from '../../src/rpc/schema.js'
-import { NotFoundError } from '../../src/errors.js'
+import { rpcRoute, RPC_PATH, type RpcRouteOptions } from '../../src/agent/http/rpc-route.js'
+import type { MethodTable, RpcMethod } from '../../src/agent/rpc/method.js'
+import { MAX_BATCH } from '../../src/agent/rpc/gorilla/protocol.js'
+import { array, bool, int, map, str, struct, uint64, type StructSpec } from '../../src/agent/rpc/schema.js'
+import { NotFoundError } from '../../src/agent/errors.js'
 import { ZfsCommandError } from '../../src/zfs/errors.js'
 
 // The real request structs, so these tests follow any change to them.
-import { IMAGE_REQUEST as IMAGE, SNAPSHOT_REQUEST as SNAPSHOT, VOLUME_REQUEST as VOLUME, DISK, NIC, GUEST, GUEST_REQUEST } from '../../src/rpc/methods.js'
+import { IMAGE_REQUEST as IMAGE, SNAPSHOT_REQUEST as SNAPSHOT, VOLUME_REQUEST as VOLUME, DISK, NIC, GUEST, GUEST_REQUEST } from '../../src/agent/rpc/methods.js'
 
 const ZFS_TEXT = 'exit status 1: "/sbin/zfs zfs destroy pool/x" => cannot open \'pool/x\': dataset does not exist\n'
 

@@ -56,7 +56,7 @@ t.test('kill -9 during imports, clones and guest-disk creation; restart, re-requ
 
   async function start(): Promise<number> {
     const port = await freePort()
-    agent = spawn(process.execPath, ['dist/src/main.js', '--zpool', a.pool, '--port', String(port), '--metadata-dir', metadataDir, '--image-service', a.images.url], { stdio: ['ignore', 'ignore', 'pipe'] })
+    agent = spawn(process.execPath, ['dist/src/agent/main.js', '--zpool', a.pool, '--port', String(port), '--metadata-dir', metadataDir, '--image-service', a.images.url], { stdio: ['ignore', 'ignore', 'pipe'] })
     let log = ''
     agent.stderr!.on('data', (c: Buffer) => { log += c.toString() })
     for (let i = 0; i < 1200; i++) { // up to 2 min: node starts slowly under TCG on a loaded machine

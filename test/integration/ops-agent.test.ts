@@ -10,8 +10,8 @@ import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { bash, haveZfs, sh } from '../helpers/zpool.js'
 import { startAgent, IMAGE_ID } from '../helpers/agent.js'
-import { configureOps } from '../../src/http/app.js'
-import { createMetrics } from '../../src/ops/metrics.js'
+import { configureOps } from '../../src/agent/http/app.js'
+import { createMetrics } from '../../src/agent/ops/metrics.js'
 
 if (!haveZfs) { t.comment('real ZFS only: run inside the VM (npm test does)'); process.exit(0) }
 

@@ -12,7 +12,7 @@ import { request } from 'node:http'
 import { createHash } from 'node:crypto'
 import { bash, haveZfs, sh, volumeWithSnapshot } from '../helpers/zpool.js'
 import { startAgent } from '../helpers/agent.js'
-import { HOLD_PREFIX } from '../../src/services/downloads.js'
+import { HOLD_PREFIX } from '../../src/agent/services/downloads.js'
 import { knob, pool as limited, prng, summary, Tally, waitEmpty, zfsStreams } from '../helpers/reliability.js'
 
 if (!haveZfs) { t.comment('real ZFS only: run inside the VM (npm test does)'); process.exit(0) }

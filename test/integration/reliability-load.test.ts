@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto'
 import { spawnSync } from 'node:child_process'
 import { bash, fillRandom, haveZfs, settle, sh } from '../helpers/zpool.js'
 import { startAgent, restartAgent, makeZvolStream, dribble, IMAGE_ID, type Dialect, type Outcome } from '../helpers/agent.js'
-import { HOLD_PREFIX } from '../../src/services/downloads.js'
+import { HOLD_PREFIX } from '../../src/agent/services/downloads.js'
 import { knob, summary, Tally, waitEmpty, zfsStreams } from '../helpers/reliability.js'
 
 if (!haveZfs) { t.comment('real ZFS only: run inside the VM (npm test does)'); process.exit(0) }

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { bash, fillRandom, haveZfs, sh, settle, sha256Of, volumeWithSnapshot } from '../helpers/zpool.js'
 import { startAgent, restartAgent } from '../helpers/agent.js'
-import { HOLD_PREFIX } from '../../src/services/downloads.js'
+import { HOLD_PREFIX } from '../../src/agent/services/downloads.js'
 
 if (!haveZfs) { t.comment('real ZFS only: run inside the VM (npm test does)'); process.exit(0) }
 

@@ -106,7 +106,7 @@ t.test('async RequestImage, statuses, sources', async (t) => {
 t.test('a record a crash left pending is marked interrupted at start-up', async (t) => {
   const a = await startAgent(t)
   await a.agent.close()
-  const { openDb } = await import('../../src/store/db.js')
+  const { openDb } = await import('../../src/common/db.js')
   const db = await openDb(a.metadataDir)
   await db.table('images').put('ghost', { id: 'ghost', type: '', volume: '', snapshot: '', size: 0, status: 'downloading', progress: { bytes: 5, total: 10 } })
   await db.close()

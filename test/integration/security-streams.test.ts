@@ -10,7 +10,7 @@ import { bash, haveZfs, settle, sh, volumeWithSnapshot, fillRandom } from '../he
 import { startAgent, destroyWhenFree } from '../helpers/agent.js'
 import { unchanged, streamOf } from '../helpers/reliability.js'
 import { createZfs } from '../../src/zfs/index.js'
-import { RECEIVE_EXCLUDED_PROPERTIES } from '../../src/fetch/import-image.js'
+import { RECEIVE_EXCLUDED_PROPERTIES } from '../../src/agent/import/import-image.js'
 import { Readable } from 'node:stream'
 
 if (!haveZfs) { t.comment('real ZFS only: run inside the VM (npm test does)'); process.exit(0) }

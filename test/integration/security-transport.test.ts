@@ -13,8 +13,8 @@ import { once } from 'node:events'
 import { createHash } from 'node:crypto'
 import { bash, haveZfs, sh, volumeWithSnapshot } from '../helpers/zpool.js'
 import { startAgent } from '../helpers/agent.js'
-import { HOLD_PREFIX } from '../../src/services/downloads.js'
-import { MAX_BATCH } from '../../src/rpc/protocol.js'
+import { HOLD_PREFIX } from '../../src/agent/services/downloads.js'
+import { MAX_BATCH } from '../../src/agent/rpc/gorilla/protocol.js'
 import { waitEmpty, zfsProcesses, zfsState, zfsStreams } from '../helpers/reliability.js'
 
 if (!haveZfs) { t.comment('real ZFS only: run inside the VM (npm test does)'); process.exit(0) }

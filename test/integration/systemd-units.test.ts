@@ -203,7 +203,7 @@ t.test('systemd units: install, verify, start as the units say', async (t) => {
   const imageSvc = svcs['mistify-image-service']
   const agentSvc = svcs['mistify-agent-image']
   t.same(imageSvc.argv, [process.execPath, join(ROOT, 'dist/src/image-service/main.js')], 'image service ExecStart')
-  t.same(agentSvc.argv, [process.execPath, join(ROOT, 'dist/src/main.js')], 'agent ExecStart')
+  t.same(agentSvc.argv, [process.execPath, join(ROOT, 'dist/src/agent/main.js')], 'agent ExecStart')
   t.equal(imageSvc.env.MISTIFY_IMAGE_SERVICE_DATA_DIR, '/var/lib/mistify-image-service', 'image service data dir from Environment=')
   t.equal(agentSvc.env.MISTIFY_ZPOOL, pool, 'agent pool from EnvironmentFile=')
   t.equal(agentSvc.env.MISTIFY_METADATA_DIR, '/var/lib/mistify-agent-image', 'agent metadata dir from EnvironmentFile=')

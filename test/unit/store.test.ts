@@ -1,6 +1,6 @@
 import t from 'tap'
 import { join } from 'node:path'
-import { openDb } from '../../src/store/db.js'
+import { openDb } from '../../src/common/db.js'
 
 t.test('tables are separate, records survive reopening', async (t) => {
   const dir = join(t.testdir(), 'db')
@@ -24,7 +24,7 @@ t.test('tables are separate, records survive reopening', async (t) => {
 })
 
 t.test('image records: kept in memory, written through, same answers as the store', async (t) => {
-  const { imageRecords, cachedTable } = await import('../../src/services/image-records.js')
+  const { imageRecords, cachedTable } = await import('../../src/agent/catalog.js')
   const dir = join(t.testdir(), 'db')
   const db = await openDb(dir)
   const raw = db.table<any>('images')

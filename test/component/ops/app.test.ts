@@ -11,8 +11,8 @@ import { spawn } from 'node:child_process'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startFakeAgent, STREAM } from './fake-agent.js'
-import { createMetrics } from '../../../src/ops/metrics.js'
-import { listen, ListenError, SOCKET_MODE } from '../../../src/ops/listen.js'
+import { createMetrics } from '../../../src/agent/ops/metrics.js'
+import { listen, ListenError, SOCKET_MODE } from '../../../src/agent/ops/listen.js'
 
 interface Res { status: number; headers: http.IncomingHttpHeaders; body: Buffer }
 
@@ -128,7 +128,7 @@ t.test('token: 401 without it on every route but /healthz; never logged', async 
 
 t.test('the logger redacts token and authorization fields', async (t) => {
   const a = await startFakeAgent(t)
-  const { jsonLogger } = await import('../../../src/log.js')
+  const { jsonLogger } = await import('../../../src/common/log.js')
   const out: string[] = []
   const { Writable } = await import('node:stream')
   const log = jsonLogger(new Writable({ write(c: Buffer, _e, cb) { out.push(c.toString()); cb() } }))

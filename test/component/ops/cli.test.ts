@@ -12,7 +12,7 @@ import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { AddressInfo } from 'node:net'
 import { startFakeAgent, STREAM, IMAGE, type Teardown } from './fake-agent.js'
-import { listen } from '../../../src/ops/listen.js'
+import { listen } from '../../../src/agent/ops/listen.js'
 
 const CLI = join(dirname(fileURLToPath(import.meta.url)), '../../../src/cli/main.js')
 

@@ -5,7 +5,7 @@
  */
 import t from 'tap'
 import type { LookupAddress } from 'node:dns'
-import { checkUrl, createSourcePolicy, deniedAddress, guardedLookup, parseIp, SourceDeniedError, splitAllowList } from '../../../src/fetch/address-policy.js'
+import { checkUrl, createSourcePolicy, deniedAddress, guardedLookup, parseIp, SourceDeniedError, splitAllowList } from '../../../src/common/address-policy.js'
 
 const none = createSourcePolicy()
 

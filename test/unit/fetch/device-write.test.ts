@@ -2,7 +2,7 @@ import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { dataRuns, writeToDevice } from '../../../src/fetch/device-write.js'
+import { dataRuns, writeToDevice } from '../../../src/agent/import/device-write.js'
 
 async function* chunks(buf: Buffer, size: number): AsyncGenerator<Buffer> {
   for (let i = 0; i < buf.length; i += size) yield buf.subarray(i, i + size)

@@ -9,7 +9,7 @@ import { mkdirSync, readFileSync, renameSync, symlinkSync, unlinkSync, writeFile
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { execFileSync, spawn } from 'node:child_process'
-import { openImageSource } from '../../../src/fetch/sources.js'
+import { openImageSource } from '../../../src/agent/import/sources.js'
 
 async function drain(body: AsyncIterable<Buffer>): Promise<Buffer> {
   const parts: Buffer[] = []

@@ -8,8 +8,8 @@ import t from 'tap'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
-import { openResumableSource, openSource } from '../../../src/fetch/http-source.js'
-import { createSourcePolicy } from '../../../src/fetch/address-policy.js'
+import { openResumableSource, openSource } from '../../../src/agent/import/http-source.js'
+import { createSourcePolicy } from '../../../src/common/address-policy.js'
 
 interface Srv { origin: string; hits: () => number }
 

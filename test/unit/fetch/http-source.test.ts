@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { once } from 'node:events'
 import { randomBytes } from 'node:crypto'
 import type { AddressInfo } from 'node:net'
-import { openResumableSource, openSource } from '../../../src/fetch/http-source.js'
+import { openResumableSource, openSource } from '../../../src/agent/import/http-source.js'
 
 async function serve(t: { teardown(f: () => void): void }, h: (req: IncomingMessage, res: ServerResponse) => void): Promise<string> {
   const s = createServer(h)

@@ -1,6 +1,6 @@
 import t from 'tap'
-import { assertPlainStream, decideFormat, isGzip, parseDeclaredFormat, sniffFormat, zfsStreamHeader } from '../../../src/fetch/payload.js'
-import { InvalidParamsError, UpstreamError } from '../../../src/errors.js'
+import { assertPlainStream, decideFormat, isGzip, parseDeclaredFormat, sniffFormat, zfsStreamHeader } from '../../../src/agent/import/payload.js'
+import { InvalidParamsError, UpstreamError } from '../../../src/agent/errors.js'
 
 /** The first bytes of a real `zfs send` (DRR_BEGIN, little-endian), as zfs 2.1 writes them. */
 const zfsHead = () => {

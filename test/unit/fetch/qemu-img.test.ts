@@ -1,7 +1,7 @@
 import t from 'tap'
 import { chmodSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { qcow2Info } from '../../../src/fetch/qemu-img.js'
+import { qcow2Info } from '../../../src/agent/import/qemu-img.js'
 
 /** A stand-in qemu-img that prints `json` for `info`. */
 function fakeQemuImg(dir: string, json: unknown): string {

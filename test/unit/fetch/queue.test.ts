@@ -1,6 +1,6 @@
 import t from 'tap'
-import { createFetchQueue } from '../../../src/fetch/queue.js'
-import { BusyError } from '../../../src/errors.js'
+import { createFetchQueue } from '../../../src/agent/jobs/queue.js'
+import { BusyError } from '../../../src/agent/errors.js'
 
 function deferred<T = void>() {
   let resolve!: (v: T) => void

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { checkBearer } from '../../../src/ops/http.js'
+import { checkBearer } from '../../../src/agent/http/ops.js'
 
 t.test('checkBearer', async (t) => {
   t.ok(checkBearer('Bearer abc', 'abc'))

@@ -1,6 +1,6 @@
 /** Item 7's configuration: --allow-source-hosts and --url-sources (flag, environment, config file). */
 import t from 'tap'
-import { DEFAULTS, parseConfig, parseConfigFile } from '../../../src/config.js'
+import { DEFAULTS, parseConfig, parseConfigFile } from '../../../src/agent/config.js'
 
 t.test('item 7: defaults deny every non-public source host and leave URL sources on', async (t) => {
   t.same(DEFAULTS.allowSourceHosts, [])

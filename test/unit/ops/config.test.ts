@@ -2,7 +2,7 @@ import t from 'tap'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { ConfigError, DEFAULTS, parseConfig, parseConfigFile, readConfigFile } from '../../../src/config.js'
+import { ConfigError, DEFAULTS, parseConfig, parseConfigFile, readConfigFile } from '../../../src/agent/config.js'
 
 t.test('config file: known keys, right types', async (t) => {
   t.same(parseConfigFile('{"zpool":"tank","port":1234,"token":"x","socket":"/run/a.sock"}'), { zpool: 'tank', port: 1234, token: 'x', socket: '/run/a.sock' })

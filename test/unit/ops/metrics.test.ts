@@ -1,11 +1,11 @@
 import t from 'tap'
 import { PassThrough } from 'node:stream'
-import { createMetrics, outcomeOf } from '../../../src/ops/metrics.js'
-import { commandOf, instrumentRunner } from '../../../src/ops/zfs-metrics.js'
-import { NotFoundError, BusyError } from '../../../src/errors.js'
+import { createMetrics, outcomeOf } from '../../../src/agent/ops/metrics.js'
+import { commandOf, instrumentRunner } from '../../../src/agent/ops/zfs-metrics.js'
+import { NotFoundError, BusyError } from '../../../src/agent/errors.js'
 import { DatasetNotFoundError } from '../../../src/zfs/errors.js'
 import type { ZfsRunner } from '../../../src/zfs/runner.js'
-import type { Child } from '../../../src/exec.js'
+import type { Child } from '../../../src/common/exec.js'
 
 const value = async (m: ReturnType<typeof createMetrics>, name: string, labels: Record<string, string> = {}) => {
   const got = await m.registry.getSingleMetric(name)!.get()

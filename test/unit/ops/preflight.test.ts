@@ -1,7 +1,7 @@
 import t from 'tap'
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join, delimiter } from 'node:path'
-import { preflight, preflightProblems, PreflightError, which } from '../../../src/ops/preflight.js'
+import { preflight, preflightProblems, PreflightError, which } from '../../../src/agent/ops/preflight.js'
 
 function fakeBin(dir: string, name: string, mode = 0o755): void {
   mkdirSync(dir, { recursive: true })

@@ -1,7 +1,7 @@
 import t from 'tap'
-import { goJson, goQuote, legacyError, legacyResult, v2Body, v2Error, v2ErrorObject, v2Result } from '../../../src/rpc/codec.js'
-import { wireError } from '../../../src/rpc/error-codes.js'
-import { NotFoundError } from '../../../src/errors.js'
+import { goJson, goQuote, legacyError, legacyResult, v2Body, v2Error, v2ErrorObject, v2Result } from '../../../src/agent/rpc/gorilla/codec.js'
+import { wireError } from '../../../src/agent/rpc/error-codes.js'
+import { NotFoundError } from '../../../src/agent/errors.js'
 
 t.test('1.0 envelope bytes', async (t) => {
   t.equal(legacyResult({ images: [{ id: 'a', type: '', size: 1 }] }, '1'),

@@ -1,11 +1,11 @@
 import t from 'tap'
-import { decodeParams, goStructName, goTypeName, matchField, ParamsTypeError, zeroStruct } from '../../../src/rpc/decode.js'
-import { parseJson } from '../../../src/rpc/json.js'
-import { array, bool, int, map, str, struct, uint64, type StructSpec } from '../../../src/rpc/schema.js'
-import { InvalidParamsError } from '../../../src/errors.js'
+import { decodeParams, goStructName, goTypeName, matchField, ParamsTypeError, zeroStruct } from '../../../src/agent/rpc/gorilla/decode.js'
+import { parseJson } from '../../../src/agent/rpc/gorilla/json.js'
+import { array, bool, int, map, str, struct, uint64, type StructSpec } from '../../../src/agent/rpc/schema.js'
+import { InvalidParamsError } from '../../../src/agent/errors.js'
 
 // The real request structs, so these tests follow any change to them.
-import { IMAGE_REQUEST as IMAGE, SNAPSHOT_REQUEST as SNAPSHOT, VOLUME_REQUEST as VOLUME, DISK, NIC, GUEST, GUEST_REQUEST } from '../../../src/rpc/methods.js'
+import { IMAGE_REQUEST as IMAGE, SNAPSHOT_REQUEST as SNAPSHOT, VOLUME_REQUEST as VOLUME, DISK, NIC, GUEST, GUEST_REQUEST } from '../../../src/agent/rpc/methods.js'
 
 /** Decode JSON text (through our parser, so number literals are exact). */
 const dec = (json: string, spec: StructSpec) => decodeParams(parseJson(json), spec)

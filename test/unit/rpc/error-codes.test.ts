@@ -1,11 +1,11 @@
 import t from 'tap'
-import * as agentErrors from '../../../src/errors.js'
+import * as agentErrors from '../../../src/agent/errors.js'
 import * as zfsErrors from '../../../src/zfs/errors.js'
 import {
   AGENT_ERROR_ROWS, classifyError, INTERNAL_MESSAGE, LEGACY_INTERNAL_MESSAGE, PARSE_ERROR_ROW, RPC, wireError, ZFS_ERROR_ROWS,
-} from '../../../src/rpc/error-codes.js'
-import { JsonSyntaxError } from '../../../src/rpc/json.js'
-import { ParamsTypeError } from '../../../src/rpc/decode.js'
+} from '../../../src/agent/rpc/error-codes.js'
+import { JsonSyntaxError } from '../../../src/agent/rpc/gorilla/json.js'
+import { ParamsTypeError } from '../../../src/agent/rpc/gorilla/decode.js'
 
 type AnyErrorClass = new (message: string) => Error
 

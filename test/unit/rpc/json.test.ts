@@ -1,5 +1,5 @@
 import t from 'tap'
-import { compactJson, JsonNumber, JsonObject, JsonSyntaxError, MAX_DEPTH, MAX_NUMBER_LENGTH, parseJson, parseJsonPrefix, quoteByte, toPlain } from '../../../src/rpc/json.js'
+import { compactJson, JsonNumber, JsonObject, JsonSyntaxError, MAX_DEPTH, MAX_NUMBER_LENGTH, parseJson, parseJsonPrefix, quoteByte, toPlain } from '../../../src/agent/rpc/gorilla/json.js'
 
 const errorOf = (input: string | Uint8Array): string | undefined => {
   try {

@@ -1,7 +1,7 @@
 import t from 'tap'
-import { checkContentType, lookupMethod, MAX_BATCH, METHOD_ALIASES, parseRequest, type LegacyRequest, type V2Item } from '../../../src/rpc/protocol.js'
-import type { MethodTable, RpcMethod } from '../../../src/rpc/method.js'
-import { str, uint64, type StructSpec } from '../../../src/rpc/schema.js'
+import { checkContentType, lookupMethod, MAX_BATCH, METHOD_ALIASES, parseRequest, type LegacyRequest, type V2Item } from '../../../src/agent/rpc/gorilla/protocol.js'
+import type { MethodTable, RpcMethod } from '../../../src/agent/rpc/method.js'
+import { str, uint64, type StructSpec } from '../../../src/agent/rpc/schema.js'
 
 const IMAGE: StructSpec = { id: str, type: str, dest: str, source: str }
 const VOLUME: StructSpec = { id: str, size: uint64 }

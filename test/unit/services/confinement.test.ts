@@ -7,13 +7,13 @@
  * against real ZFS in test/integration/security-generic.test.ts.
  */
 import t from 'tap'
-import { createScope } from '../../../src/services/scope.js'
-import { createDiskService } from '../../../src/services/disks.js'
-import { createSnapshotService } from '../../../src/services/snapshots.js'
-import { createVolumeService } from '../../../src/services/volumes.js'
-import { createImageService } from '../../../src/services/images.js'
-import type { Deps } from '../../../src/services/deps.js'
-import type { ImageRecord } from '../../../src/services/shapes.js'
+import { createScope } from '../../../src/agent/services/scope.js'
+import { createDiskService } from '../../../src/agent/services/disks.js'
+import { createSnapshotService } from '../../../src/agent/services/snapshots.js'
+import { createVolumeService } from '../../../src/agent/services/volumes.js'
+import { createImageService } from '../../../src/agent/services/images.js'
+import type { Deps } from '../../../src/agent/services/deps.js'
+import type { ImageRecord } from '../../../src/agent/catalog.js'
 import {
   DatasetBusyError, DatasetExistsError, DatasetNotFoundError, HasChildrenError, MoreRecentSnapshotsError, ParentNotFoundError,
   type Dataset, type DatasetType, type Hold, type Zfs,

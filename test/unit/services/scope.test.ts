@@ -1,6 +1,6 @@
 import t from 'tap'
-import { createScope } from '../../../src/services/scope.js'
-import { InvalidParamsError } from '../../../src/errors.js'
+import { createScope } from '../../../src/agent/services/scope.js'
+import { InvalidParamsError } from '../../../src/agent/errors.js'
 
 t.test('issue 12 item 3: image ids the imports\' temporaries reserve, and ids too long for them', async (t) => {
   const scope = createScope('tank')

@@ -1,0 +1,163 @@
+/**
+ * /snapshots/download: stream `zfs send` of a snapshot to the client.
+ *  - POST with the agent's JSON SnapshotRequest body (plus our fields), or
+ *    GET ?id=…&recursive=1&from=…&intermediates=1&token=…&compressed=1&raw=1 for curl;
+ *  - the snapshot is held while it streams (services/downloads.ts);
+ *  - X-Estimated-Size carries `zfs send -nP`'s estimate (a hint, not Content-Length);
+ *  - errors before the first byte get a real status and a plain-text body;
+ *  - the 200 is only sent once zfs has produced bytes, and the response only
+ *    ends cleanly once zfs has exited 0: a failure after that destroys the
+ *    connection, so the chunked stream is visibly cut and curl exits non-zero
+ *    (the original appended error text to a 200, its bug 11);
+ *  - backpressure comes from pipe(); the child is killed when the client goes,
+ *    and when it stops reading: a response whose writes have been blocked for
+ *    the idle timeout is cut (a stalled reader would otherwise keep zfs send
+ *    and the hold, which blocks deleting the snapshot, for ever);
+ *  - HEAD is answered from the dry run alone: the same checks and headers,
+ *    no hold and no zfs send.
+ */
+import type Koa from 'koa'
+import type { Readable } from 'node:stream'
+import type { ServerResponse } from 'node:http'
+import { InvalidParamsError } from '../errors.js'
+import { BodyTooLarge, readBody } from '../../common/body.js'
+import { wireError } from '../rpc/error-codes.js'
+import { decodeParams } from '../rpc/gorilla/decode.js'
+import { parseJson } from '../rpc/gorilla/json.js'
+import { DOWNLOAD_REQUEST } from '../rpc/methods.js'
+import type { Logger } from '../../common/log.js'
+import type { createDownloadService, DownloadRequest, Probe } from '../services/downloads.js'
+
+export const DOWNLOAD_PATH = '/snapshots/download'
+const MAX_BODY = 64 * 1024
+
+type Service = ReturnType<typeof createDownloadService>
+type Downloads = Pick<Service, 'open' | 'describe'> & Partial<Pick<Service, 'idleTimeoutMs'>>
+
+const DEFAULT_IDLE_TIMEOUT_MS = 60_000
+
+async function requestOf(ctx: Koa.Context): Promise<DownloadRequest> {
+  if (ctx.method === 'GET' || ctx.method === 'HEAD') {
+    const q = ctx.query
+    const one = (k: string) => { const v = q[k]; if (Array.isArray(v)) throw new InvalidParamsError(`${k} given twice`); return v ?? '' }
+    const flag = (k: string) => {
+      const v = one(k)
+      if (v === '' || v === '0' || v === 'false') return false
+      if (v === '1' || v === 'true') return true
+      throw new InvalidParamsError(`${k}: expected 1/true or 0/false, got ${JSON.stringify(v)}`)
+    }
+    return {
+      id: one('id'), from: one('from'), token: one('token'),
+      recursive: flag('recursive'), intermediates: flag('intermediates'), compressed: flag('compressed'), raw: flag('raw'),
+    }
+  }
+  const body = await readBody(ctx.req, MAX_BODY).catch((e: unknown) => {
+    if (!(e instanceof BodyTooLarge)) throw e
+    ctx.set('Connection', 'close') // the rest of the body was drained, not read
+    throw new InvalidParamsError('request body too large')
+  })
+  const value = parseJson(body.toString('utf8'))
+  return decodeParams(value, DOWNLOAD_REQUEST) as unknown as DownloadRequest
+}
+
+function headersOf(p: Probe): Record<string, string> {
+  return {
+    'Content-Type': 'application/octet-stream',
+    'Content-Disposition': `attachment; filename="${p.snapshot.replace(/[/@]/g, '_')}.zfs"`,
+    'X-Snapshot': p.snapshot,
+    'X-Send-Kind': p.kind,
+    ...(p.estimate === undefined ? {} : { 'X-Estimated-Size': String(p.estimate) }),
+  }
+}
+
+function sendText(res: ServerResponse, status: number, text: string): void {
+  res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff' })
+  res.end(`${text}\n`)
+}
+
+/** The first chunk (the stream is left paused), or null when it ends without one. */
+function firstChunk(out: Readable): Promise<Buffer | null> {
+  return new Promise((resolve) => {
+    const done = (v: Buffer | null) => { out.off('data', onData); out.off('end', onEnd); out.off('close', onEnd); resolve(v) }
+    const onData = (c: Buffer) => { out.pause(); done(c) }
+    const onEnd = () => done(null)
+    out.on('data', onData)
+    out.once('end', onEnd)
+    out.once('close', onEnd)
+  })
+}
+
+/**
+ * Call `onIdle` once if `res` stays blocked (a write returned false and no
+ * 'drain' came) for `ms`. Waiting on zfs is not idleness: only a client that
+ * takes no bytes is. Returns a stop function.
+ */
+function watchIdle(res: ServerResponse, ms: number, onIdle: () => void): () => void {
+  let blockedSince: number | undefined
+  const onDrain = () => { blockedSince = undefined }
+  res.on('drain', onDrain)
+  const timer = setInterval(() => {
+    if (!res.writableNeedDrain) { blockedSince = undefined; return }
+    blockedSince ??= Date.now()
+    if (Date.now() - blockedSince >= ms) { stop(); onIdle() }
+  }, Math.max(10, Math.min(1000, Math.floor(ms / 4))))
+  timer.unref()
+  const stop = () => { clearInterval(timer); res.off('drain', onDrain) }
+  return stop
+}
+
+export function snapshotDownload(d: { downloads: Downloads; log: Logger }): Koa.Middleware {
+  const idleMs = d.downloads.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS
+  return async (ctx, next) => {
+    if (ctx.path !== DOWNLOAD_PATH) return next()
+    ctx.respond = false // we drive the raw response: Koa must not end it for us
+    const { req, res } = ctx
+    let clientGone = false
+    res.on('close', () => { if (!res.writableFinished) clientGone = true })
+    let release: (() => Promise<void>) | undefined
+    let stopWatch: (() => void) | undefined
+    try {
+      if (ctx.method === 'HEAD') {
+        const p = await d.downloads.describe(await requestOf(ctx))
+        res.writeHead(200, headersOf(p))
+        res.end()
+        return
+      }
+      const lease = await d.downloads.open(await requestOf(ctx))
+      release = lease.release
+      // Client gone: kill zfs send and drop the hold, whatever stage we are in.
+      res.on('close', () => { if (!res.writableFinished) void lease.release() })
+      if (clientGone) throw new Error('client went away')
+      const out = lease.child.stdout!
+      const head = await firstChunk(out)
+      if (head === null) {
+        await lease.child.done // no byte and no error would be an empty stream: say so below
+        throw new Error(`zfs send ${lease.snapshot} produced no data`)
+      }
+      res.writeHead(200, headersOf(lease))
+      stopWatch = watchIdle(res, idleMs, () => {
+        d.log.warn({ snapshot: lease.snapshot, idleMs, path: req.url }, 'download client took no bytes for the idle timeout; cutting it')
+        res.destroy() // 'close' → release(): zfs send killed, hold dropped
+      })
+      res.write(head)
+      // end:false: stdout's EOF is not success; zfs's exit status is.
+      out.pipe(res, { end: false })
+      try {
+        await lease.child.done
+        res.end()
+      } catch (e) {
+        if (!clientGone) d.log.error({ snapshot: lease.snapshot, err: (e as Error).message }, 'zfs send failed mid-stream; cutting the response')
+        res.destroy(e as Error)
+      }
+    } catch (e) {
+      if (res.headersSent) { res.destroy(); return }
+      if (clientGone) return
+      const w = wireError(e, '1.0') // operators read these: zfs's own words, as the original
+      if (w.httpStatus >= 500) d.log.error({ err: (e as Error).message, path: req.url }, 'download failed')
+      sendText(res, w.httpStatus, w.message)
+    } finally {
+      stopWatch?.()
+      await release?.()
+    }
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * Where an image's bytes come from: the image service (by id, the original's
+ * only way), an http(s) URL, or a local file:// path.
+ */
+import { constants } from 'node:fs'
+import { open, readlink, realpath, type FileHandle } from 'node:fs/promises'
+import { resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { InvalidParamsError, UpstreamError } from '../errors.js'
+import { openResumableSource, type Source } from './http-source.js'
+import { checkUrl, type SourcePolicy } from '../../common/address-policy.js'
+
+export interface OpenedSource extends Source {
+  /** Bytes delivered so far (for progress). */
+  delivered(): number
+}
+
+export interface UrlSourceRules {
+  /** Hosts http(s) sources may name (address-policy.ts); checked here for literal addresses, and again as they connect. */
+  policy?: SourcePolicy | undefined
+  /** false: no http(s) sources at all (the operator turned them off). */
+  urlSources?: boolean | undefined
+}
+
+/**
+ * The URL to fetch for a RequestImage: `source` when given, else the image
+ * service's download URL. A file:// source must lie in `fileSources`. An
+ * http(s) source is refused here when URL sources are off or it names a
+ * denied address literally; a name is checked when it is resolved.
+ */
+export function sourceUrl(imageServer: string, id: string, source: string, fileSources?: string, rules: UrlSourceRules = {}): URL {
+  if (!source) return new URL(`${imageServer}/images/${encodeURIComponent(id)}/download`)
+  let u: URL
+  try { u = new URL(source) } catch { throw new InvalidParamsError(`source: not a URL: ${JSON.stringify(source)}`) }
+  if (!['http:', 'https:', 'file:'].includes(u.protocol)) throw new InvalidParamsError(`source: only http(s):// and file:// URLs, got ${u.protocol}`)
+  if (u.protocol !== 'file:') {
+    if (rules.urlSources === false) throw new InvalidParamsError('source: http(s) sources are disabled on this agent (--url-sources off); request the image by id from the image service')
+    const v = rules.policy ? checkUrl(u, rules.policy) : undefined
+    if (v?.kind === 'denied') throw new InvalidParamsError(`source: ${v.reason}; not fetched (allow it with --allow-source-hosts)`)
+  }
+  if (u.protocol === 'file:') {
+    if (u.host !== '' && u.host !== 'localhost') throw new InvalidParamsError('source: a file:// URL names a local path')
+    if (fileSources === undefined) throw new InvalidParamsError('source: file:// sources are disabled (start the agent with --file-sources DIR)')
+    if (!within(fileSources, fileURLToPath(u))) throw new InvalidParamsError(`source: ${u} is outside ${fileSources}, the file-sources directory`)
+  }
+  return u
+}
+
+/** Whether `path` (already normalised) lies below directory `dir`. */
+function within(dir: string, path: string): boolean {
+  const d = resolve(dir)
+  return resolve(path).startsWith(d === '/' ? '/' : `${d}/`)
+}
+
+export async function openImageSource(u: URL, o: { signal: AbortSignal; idleTimeoutMs: number; fileSources?: string | undefined; policy?: SourcePolicy | undefined }): Promise<OpenedSource> {
+  if (u.protocol !== 'file:') return openResumableSource(u.toString(), o)
+  const dir = await realpath(o.fileSources ?? '/nonexistent').catch(() => undefined)
+  if (dir === undefined) throw new InvalidParamsError(`source: ${u} leads outside the file-sources directory`)
+  // Open first, then check what was opened: a path checked and then opened
+  // could be switched (a symlink swapped) in between. The descriptor's real
+  // path and type are checked, and the bytes are read from that descriptor.
+  const fh = await openFileSource(u, dir)
+  let size: number
+  try {
+    const st = await fh.stat()
+    if (!st.isFile()) throw new UpstreamError(`source ${u}: not a regular file`)
+    size = st.size
+  } catch (e) {
+    await fh.close().catch(() => {})
+    throw e
+  }
+  let bytes = 0
+  const stream = fh.createReadStream({ start: 0, highWaterMark: 1 << 20, autoClose: true })
+  async function* body(): AsyncGenerator<Buffer> {
+    for await (const c of stream) {
+      o.signal.throwIfAborted()
+      bytes += (c as Buffer).length
+      yield c as Buffer
+    }
+  }
+  // A body never read (or left part way) must still give the descriptor back.
+  const abandon = () => { if (!stream.destroyed) stream.destroy() }
+  o.signal.addEventListener('abort', abandon, { once: true })
+  return { body: body(), size, sha256: undefined, etag: undefined, acceptRanges: false, abandon, delivered: () => bytes }
+}
+
+/**
+ * Open a file:// source and prove that the file opened lies in `dir` (a real
+ * path): the kernel's name for the descriptor (/proc/self/fd) is what was
+ * opened, whatever a symlink on the way pointed to when it was checked.
+ */
+async function openFileSource(u: URL, dir: string): Promise<FileHandle> {
+  const path = fileURLToPath(u)
+  // A cheap early refusal that never opens anything outside; the check that counts is after the open.
+  const early = await realpath(path).catch((e: Error) => { throw new UpstreamError(`source ${u}: ${e.message}`) })
+  if (!within(dir, early)) throw new InvalidParamsError(`source: ${u} leads outside the file-sources directory`)
+  // O_NONBLOCK: a FIFO swapped in must not hang the open (it is then refused as not a regular file).
+  const fh = await open(path, constants.O_RDONLY | constants.O_NOCTTY | constants.O_NONBLOCK)
+    .catch((e: Error) => { throw new UpstreamError(`source ${u}: ${e.message}`) })
+  try {
+    const opened = await readlink(`/proc/self/fd/${fh.fd}`)
+    if (!within(dir, opened)) throw new InvalidParamsError(`source: ${u} leads outside the file-sources directory`)
+    return fh
+  } catch (e) {
+    await fh.close().catch(() => {})
+    throw e instanceof InvalidParamsError ? e : new UpstreamError(`source ${u}: cannot tell which file was opened: ${(e as Error).message}`)
+  }
+}
