@@ -10,8 +10,6 @@ import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { bash, haveZfs, sh } from '../helpers/zpool.js'
 import { startAgent, IMAGE_ID } from '../helpers/agent.js'
-import { configureOps } from '../../src/agent/http/app.js'
-import { createMetrics } from '../../src/agent/ops/metrics.js'
 
 if (!haveZfs) { t.comment('real ZFS only: run inside the VM (npm test does)'); process.exit(0) }
 
@@ -27,10 +25,8 @@ function cli(url: string, args: string[]): Promise<{ code: number; stdout: strin
 }
 
 t.test('CLI against a real agent', async (t) => {
-  const a = await startAgent(t)
-  const metrics = createMetrics()
-  metrics.setFetchQueue(() => a.agent.fetches.size)
-  configureOps(a.agent.app, { token: TOKEN, metrics, pool: a.pool })
+  // Token and metrics as the real program has them: from the configuration, at construction.
+  const a = await startAgent(t, { config: { token: TOKEN } })
 
   const noToken = await fetch(`${a.url}/_mistify_RPC_`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' })
   t.equal(noToken.status, 401)

@@ -1,63 +1,85 @@
-/**
- * The agent's HTTP app: request ids, access control, /healthz, /metrics,
- * JSON-RPC and the snapshot download. Never listens itself.
- *
- * Operational settings (token, metrics, pool for /healthz) come either with
- * createApp's `ops` or later through configureOps(app, …) (main.ts, which
- * gets the app from createAgent); the middlewares read them per request.
- */
+/** The agent's HTTP app, assembled once from what it serves; it never listens itself. */
 import Koa from 'koa'
+import Router, { type RouterContext } from '@koa/router'
 import type { Services } from '../services/index.js'
 import type { Zfs } from '../../zfs/index.js'
 import type { Logger } from '../../common/log.js'
-import { methodTable } from '../rpc/methods.js'
-import { rpcRoute } from './rpc-route.js'
-import { snapshotDownload, DOWNLOAD_PATH } from './snapshot-download.js'
 import type { Metrics } from '../ops/metrics.js'
-import {
-  bearerAuth, countResponseBytes, healthRoute, hostCheck, metricsRoute, observeMethods, requestId,
-} from './ops.js'
+import { methodTable } from '../rpc/methods.js'
+import { observeMethods } from './ops.js'
+import { rpcRoute, RPC_PATH } from './rpc-route.js'
+import { snapshotDownload, DOWNLOAD_PATH } from './snapshot-download.js'
+import { requestId } from './request-id.js'
+import { hostCheck } from './host-check.js'
+import { bearerAuth } from './bearer-auth.js'
+import { health } from './health.js'
+import { countRequests, metricsPage } from './metrics.js'
+
+export const HEALTH_PATH = '/healthz'
+export const METRICS_PATH = '/metrics'
 
 export interface AppOps {
   /** Bearer token every route but /healthz requires. */
   readonly token?: string | undefined
-  /** Serve /metrics from these and record RPC calls and download bytes. */
+  /** Serve /metrics from these and record requests, RPC calls and download bytes. */
   readonly metrics?: Metrics | undefined
   /** The pool /healthz reports on. */
   readonly pool?: string | undefined
   /**
    * Host names accepted besides IP literals, localhost and the machine's
-   * hostname (ops/http.ts hostAllowed); `*` turns the check off (main.ts does
-   * when serving a unix socket, which no browser can reach).
+   * hostname (host-check.ts); `*` turns the check off (a unix socket, which
+   * no browser can reach).
    */
   readonly allowedHosts?: readonly string[] | undefined
 }
 
-const OPS = new WeakMap<Koa, { ops: AppOps }>()
+const text = (ctx: Koa.Context, body: string) => {
+  ctx.type = 'text/plain; charset=utf-8'
+  ctx.body = body
+}
 
-/** Set (replace) the operational settings of an app made by createApp. */
-export function configureOps(app: Koa, ops: AppOps): void {
-  const slot = OPS.get(app)
-  if (!slot) throw new Error('configureOps: not an app made by createApp')
-  slot.ops = ops
+/**
+ * The router answers 405 and Allow; the body is each route's own: gorilla's
+ * exact text on the RPC path (the Go client's tests read it), a plain line elsewhere.
+ */
+function methodNotAllowedBody(): Koa.Middleware {
+  return async (ctx, next) => {
+    await next()
+    if (ctx.status !== 405 || ctx.body != null) return
+    const route = (ctx as RouterContext).matched?.[0]?.path
+    if (route === RPC_PATH) text(ctx, `rpc: POST method required, received ${ctx.method}`)
+    else text(ctx, `method ${ctx.method} not allowed here; allowed: ${ctx.response.get('Allow')}\n`)
+  }
 }
 
 export function createApp(d: { services: Services; zfs: Zfs; log: Logger; ops?: AppOps | undefined }): Koa {
+  const ops = d.ops ?? {}
   const app = new Koa()
-  const slot = { ops: d.ops ?? {} }
-  OPS.set(app, slot)
   const methods = observeMethods(methodTable(d.services), (e) => {
-    slot.ops.metrics?.observeRpc(e.method, e.outcome, e.durationMs / 1000)
+    ops.metrics?.observeRpc(e.method, e.outcome, e.durationMs / 1000)
     d.log.info({ reqId: e.requestId, method: e.method, durationMs: Math.round(e.durationMs * 1000) / 1000, outcome: e.outcome }, 'rpc')
   })
+
+  // Reachable without the token: monitoring probes it.
+  const open = new Router()
+  open.get(HEALTH_PATH, health(d.zfs, ops.pool))
+
+  const routes = new Router()
+  routes.post(RPC_PATH, rpcRoute(methods, { log: (obj, msg) => d.log.error(obj, msg) }))
+  const download = snapshotDownload({ downloads: d.services.downloads, log: d.log, onSentBytes: ops.metrics?.onSentBytes })
+  routes.get(DOWNLOAD_PATH, download) // GET and HEAD
+  routes.post(DOWNLOAD_PATH, download)
+  if (ops.metrics) routes.get(METRICS_PATH, metricsPage(ops.metrics))
+
   app.use(requestId())
-  app.use(hostCheck(() => slot.ops.allowedHosts)) // before any route: a rebound browser request runs nothing
-  app.use(healthRoute(d.zfs, () => slot.ops.pool))
-  app.use(bearerAuth(() => slot.ops.token))
-  app.use(metricsRoute(() => slot.ops.metrics))
-  app.use(countResponseBytes(DOWNLOAD_PATH, () => slot.ops.metrics?.onSentBytes))
-  app.use(rpcRoute(methods, { log: (obj, msg) => d.log.error(obj, msg) }))
-  app.use(snapshotDownload({ downloads: d.services.downloads, log: d.log }))
+  if (ops.metrics) app.use(countRequests(ops.metrics))
+  app.use(hostCheck(ops.allowedHosts)) // before any route: a rebound browser request runs nothing
+  app.use(methodNotAllowedBody())
+  app.use(open.routes())
+  app.use(open.allowedMethods())
+  app.use(bearerAuth(ops.token))
+  app.use(routes.routes())
+  app.use(routes.allowedMethods())
   app.on('error', (err: Error) => d.log.error({ err: err.message }, 'http error'))
   return app
 }

@@ -1,23 +1,7 @@
-/**
- * /snapshots/download: stream `zfs send` of a snapshot to the client.
- *  - POST with the agent's JSON SnapshotRequest body (plus our fields), or
- *    GET ?id=…&recursive=1&from=…&intermediates=1&token=…&compressed=1&raw=1 for curl;
- *  - the snapshot is held while it streams (services/downloads.ts);
- *  - X-Estimated-Size carries `zfs send -nP`'s estimate (a hint, not Content-Length);
- *  - errors before the first byte get a real status and a plain-text body;
- *  - the 200 is only sent once zfs has produced bytes, and the response only
- *    ends cleanly once zfs has exited 0: a failure after that destroys the
- *    connection, so the chunked stream is visibly cut and curl exits non-zero
- *    (the original appended error text to a 200, its bug 11);
- *  - backpressure comes from pipe(); the child is killed when the client goes,
- *    and when it stops reading: a response whose writes have been blocked for
- *    the idle timeout is cut (a stalled reader would otherwise keep zfs send
- *    and the hold, which blocks deleting the snapshot, for ever);
- *  - HEAD is answered from the dry run alone: the same checks and headers,
- *    no hold and no zfs send.
- */
+/** /snapshots/download: `zfs send` of a held snapshot streamed to the client (README: "Downloading snapshots"). */
 import type Koa from 'koa'
 import type { Readable } from 'node:stream'
+import { countingStream } from '../../common/counting.js'
 import type { ServerResponse } from 'node:http'
 import { InvalidParamsError } from '../errors.js'
 import { BodyTooLarge, readBody } from '../../common/body.js'
@@ -106,10 +90,9 @@ function watchIdle(res: ServerResponse, ms: number, onIdle: () => void): () => v
   return stop
 }
 
-export function snapshotDownload(d: { downloads: Downloads; log: Logger }): Koa.Middleware {
+export function snapshotDownload(d: { downloads: Downloads; log: Logger; onSentBytes?: ((n: number) => void) | undefined }): Koa.Middleware {
   const idleMs = d.downloads.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS
-  return async (ctx, next) => {
-    if (ctx.path !== DOWNLOAD_PATH) return next()
+  return async (ctx) => {
     ctx.respond = false // we drive the raw response: Koa must not end it for us
     const { req, res } = ctx
     let clientGone = false
@@ -139,9 +122,11 @@ export function snapshotDownload(d: { downloads: Downloads; log: Logger }): Koa.
         d.log.warn({ snapshot: lease.snapshot, idleMs, path: req.url }, 'download client took no bytes for the idle timeout; cutting it')
         res.destroy() // 'close' → release(): zfs send killed, hold dropped
       })
+      d.onSentBytes?.(head.byteLength)
       res.write(head)
       // end:false: stdout's EOF is not success; zfs's exit status is.
-      out.pipe(res, { end: false })
+      if (d.onSentBytes) out.pipe(countingStream(d.onSentBytes)).pipe(res, { end: false })
+      else out.pipe(res, { end: false })
       try {
         await lease.child.done
         res.end()

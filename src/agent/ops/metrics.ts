@@ -22,8 +22,6 @@ export interface Metrics {
   readonly zfsDuration: Histogram<'bin' | 'command' | 'outcome'>
   readonly zfsFailures: Counter<'bin' | 'command' | 'kind'>
   readonly httpRequests: Counter<'route' | 'status'>
-  /** Where the fetch-queue gauge reads from at scrape time (agent.fetches.size). */
-  setFetchQueue(read: () => FetchQueueSize): void
   /** One RPC call, as the app's method wrapper reports it. */
   observeRpc(method: string, outcome: string, seconds: number): void
   /** Add n bytes imported (the injectable callback for the fetch path). */
@@ -40,10 +38,11 @@ export function outcomeOf(err: unknown): string {
   return 'internal'
 }
 
-export function createMetrics(o: { defaultMetrics?: boolean; prefix?: string } = {}): Metrics {
+/** `fetchQueue`: where the queue gauge reads from at scrape time (the agent's fetch queue). */
+export function createMetrics(o: { defaultMetrics?: boolean; prefix?: string; fetchQueue?: () => FetchQueueSize } = {}): Metrics {
   const registry = new Registry()
   const p = o.prefix ?? 'mistify_'
-  let readQueue: () => FetchQueueSize = () => ({ running: 0, waiting: 0 })
+  const readQueue = o.fetchQueue ?? (() => ({ running: 0, waiting: 0 }))
   const rpcRequests = new Counter({ name: `${p}rpc_requests_total`, help: 'JSON-RPC calls by method and outcome (ok or error code)', labelNames: ['method', 'outcome'] as const, registers: [registry] })
   const rpcDuration = new Histogram({
     name: `${p}rpc_duration_seconds`, help: 'JSON-RPC call latency by method and outcome', labelNames: ['method', 'outcome'] as const,
@@ -68,7 +67,6 @@ export function createMetrics(o: { defaultMetrics?: boolean; prefix?: string } =
   if (o.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: p })
   return {
     registry, rpcRequests, rpcDuration, fetchQueue, bytesImported, bytesSent, zfsDuration, zfsFailures, httpRequests,
-    setFetchQueue(read) { readQueue = read },
     observeRpc(method, outcome, seconds) {
       rpcRequests.inc({ method, outcome })
       rpcDuration.observe({ method, outcome }, seconds)

@@ -4,7 +4,8 @@
  * `zfs receive` (image imports) as bytes imported. Behaviour is otherwise
  * the wrapped runner's, errors included.
  */
-import type { Writable } from 'node:stream'
+import { pipeline } from 'node:stream'
+import { countingStream } from '../../common/counting.js'
 import type { ZfsRunner } from '../../zfs/runner.js'
 import type { Child } from '../../common/exec.js'
 import { ZfsError } from '../../zfs/errors.js'
@@ -20,16 +21,6 @@ export function commandOf(args: readonly string[]): string {
 
 function kindOf(e: unknown): string {
   return e instanceof ZfsError ? e.kind : 'other'
-}
-
-/** Count chunk bytes written to `w` (what pipe()/pipeline() call). */
-function countWrites(w: Writable, add: (n: number) => void): void {
-  const write = w.write.bind(w) as (...a: unknown[]) => boolean
-  w.write = ((chunk: unknown, ...rest: unknown[]) => {
-    if (typeof chunk === 'string') add(Buffer.byteLength(chunk))
-    else if (chunk instanceof Uint8Array) add(chunk.byteLength)
-    return write(chunk, ...rest)
-  }) as Writable['write']
 }
 
 export function instrumentRunner(runner: ZfsRunner, metrics: Observer): ZfsRunner {
@@ -55,11 +46,17 @@ export function instrumentRunner(runner: ZfsRunner, metrics: Observer): ZfsRunne
       const command = commandOf(args)
       const start = process.hrtime.bigint()
       const child = runner.spawn(bin, args, o)
-      if (bin === 'zfs' && command === 'receive' && child.stdin) countWrites(child.stdin, (n) => metrics.onImportBytes(n))
+      let stdin = child.stdin
+      if (bin === 'zfs' && command === 'receive' && stdin) {
+        // Writers feed the counter; an error of the real stdin (EPIPE) reaches them through it.
+        const counted = countingStream((n) => metrics.onImportBytes(n))
+        pipeline(counted, stdin, () => {})
+        stdin = counted
+      }
       const done = child.done.then(() => observe(bin, command, start), (e: unknown) => { observe(bin, command, start, e); throw e })
       done.catch(() => {}) // as exec.ts: callers look at done only after their stream ends
       const wrapped: Child = {
-        pid: child.pid, stdin: child.stdin, stdout: child.stdout, done, kill: () => child.kill(),
+        pid: child.pid, stdin, stdout: child.stdout, done, kill: () => child.kill(),
       }
       return wrapped
     },

@@ -10,7 +10,7 @@ import net from 'node:net'
 import { hostname } from 'node:os'
 import { once } from 'node:events'
 import { startFakeAgent, STREAM, type FakeAgent } from './fake-agent.js'
-import { hostAllowed, hostOf } from '../../../src/agent/http/ops.js'
+import { hostAllowed, hostOf } from '../../../src/agent/http/host-check.js'
 
 interface Res { status: number; headers: http.IncomingHttpHeaders; body: string }
 

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { checkBearer } from '../../../src/agent/http/ops.js'
+import { checkBearer } from '../../../src/agent/http/bearer-auth.js'
 
 t.test('checkBearer', async (t) => {
   t.ok(checkBearer('Bearer abc', 'abc'))

@@ -22,7 +22,7 @@ t.test('outcomeOf', async (t) => {
 })
 
 t.test('registry: own, prefixed, the expected series', async (t) => {
-  const m = createMetrics()
+  const m = createMetrics({ fetchQueue: () => ({ running: 1, waiting: 3 }) })
   const other = createMetrics()
   m.observeRpc('ListImages', 'ok', 0.02)
   m.observeRpc('ListImages', 'ok', 0.03)
@@ -30,7 +30,6 @@ t.test('registry: own, prefixed, the expected series', async (t) => {
   m.onImportBytes(1000)
   m.onImportBytes(0)
   m.onSentBytes(5)
-  m.setFetchQueue(() => ({ running: 1, waiting: 3 }))
   t.equal(await value(m, 'mistify_rpc_requests_total', { method: 'ListImages', outcome: 'ok' }), 2)
   t.equal(await value(m, 'mistify_rpc_requests_total', { method: 'GetImage', outcome: 'not_found' }), 1)
   t.equal(await value(other, 'mistify_rpc_requests_total', { method: 'ListImages', outcome: 'ok' }), undefined, 'registries are separate')
