@@ -42,7 +42,7 @@ function runMain(t: { teardown(fn: () => void): void }, args: string[], env: Nod
     const timer = setTimeout(() => reject(new Error(`main.js did not start: ${log}`)), 15_000)
     child.stderr.on('data', (c: Buffer) => {
       log += c.toString()
-      const m = /native API listening on (http:\/\/\S+)/.exec(log)
+      const m = /native API listening on (http:\/\/[^\s"]+)/.exec(log)
       if (m) {
         clearTimeout(timer)
         resolve({
