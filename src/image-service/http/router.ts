@@ -26,5 +26,14 @@ export function routed(router: Router, a: RouterAnswers): Koa.Middleware[] {
     if (ctx.status === 405 || options) a.methodNotAllowed(ctx)
     else if (ctx.status === 404 && ctx.body == null) a.notFound(ctx)
   }
-  return [answer, router.allowedMethods() as Koa.Middleware, router.routes() as Koa.Middleware]
+  // A path that does not percent-decode names nothing (the router would pass its raw text on as a param).
+  const decodable: Koa.Middleware = async (ctx, next) => {
+    try {
+      decodeURIComponent(ctx.path)
+    } catch {
+      return a.notFound(ctx)
+    }
+    await next()
+  }
+  return [answer, decodable, router.allowedMethods() as Koa.Middleware, router.routes() as Koa.Middleware]
 }

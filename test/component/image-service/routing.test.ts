@@ -113,3 +113,15 @@ t.test('JSON bodies: bounded by the one reader, also when streamed without Conte
   t.equal(small.status, 201, 'a chunked body under the limit is read whole')
   t.equal(JSON.parse(small.body).name, 'chunked')
 })
+
+t.test('a path that does not percent-decode names nothing, in either API', async (t) => {
+  const { native, glance } = await startTestService(t)
+  for (const method of ['GET', 'POST', 'DELETE']) {
+    const n = await raw(`${native}/images/%zz`, method)
+    t.equal(n.status, 404, `native ${method} /images/%zz`)
+    t.equal(n.body, JSON.stringify({ message: 'not found', code: 404, stack: [] }))
+    const g = await raw(`${glance}/v2/images/%zz/file`, method)
+    t.equal(g.status, 404, `glance ${method} /v2/images/%zz/file`)
+    t.equal(g.body, '404 Not Found\n\nThe resource could not be found.\n\n   ')
+  }
+})
