@@ -1,5 +1,5 @@
 /**
- * The logger interface the agent writes to, and its implementation: pino,
+ * The logger interface the agent and the image service write to, and its implementation: pino,
  * one JSON object per line on stderr by default
  * (`{"level":"info","time":"…","msg":"…",…}`). Anything under a `token` or
  * `authorization` key is redacted, so a bearer token never reaches the log.

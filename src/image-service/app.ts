@@ -1,13 +1,10 @@
-/**
- * Builds the two Koa apps (native API and Glance API) over shared
- * dependencies. Never listens: server.ts (or a test) decides where.
- */
+/** The two Koa apps (native API, Glance API) over shared dependencies; server.ts (or a test) decides where they listen. */
 import Koa from 'koa'
-import type { Fetcher } from './fetcher.js'
 import type { SourcePolicy } from '../common/address-policy.js'
-import { glanceApp } from './glance-api.js'
-import type { IngestDeps } from './ingest.js'
-import { nativeApp } from './native-api.js'
+import type { Fetcher } from './fetcher.js'
+import { glanceApp } from './glance/routes.js'
+import { nativeApp } from './native/routes.js'
+import type { IngestDeps } from './store/ingest.js'
 
 export interface ServiceDeps extends IngestDeps {
   fetcher: Fetcher

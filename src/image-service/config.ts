@@ -1,8 +1,4 @@
-/**
- * Configuration from flags, then environment (the systemd unit's
- * EnvironmentFile), then defaults. Flags win so an operator can override one
- * setting by hand without editing the env file.
- */
+/** Configuration: flags, then environment (the unit's EnvironmentFile), then defaults; flags win so one setting can be overridden by hand. */
 import { parseArgs } from 'node:util'
 import { createSourcePolicy, splitAllowList } from '../common/address-policy.js'
 

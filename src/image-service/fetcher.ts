@@ -8,7 +8,7 @@
  */
 import { request as httpRequest, type IncomingMessage } from 'node:http'
 import { request as httpsRequest } from 'node:https'
-import { asPending, ImageGoneError, ingest, StaleUploadError, withError, type IngestDeps } from './ingest.js'
+import { asPending, ImageGoneError, ingest, StaleUploadError, withError, type IngestDeps } from './store/ingest.js'
 import { checkUrl, guardedLookup, SourceDeniedError, type SourcePolicy } from '../common/address-policy.js'
 
 export interface FetcherOptions {
@@ -73,7 +73,7 @@ export class Fetcher {
         expectedSize, maxSize: this.o.maxSize, signal, progressIntervalMs: this.o.progressIntervalMs,
         isComplete: () => res.complete, generation: rec.generation,
       })
-      this.deps.log.info('fetched image', { id, source: rec.source })
+      this.deps.log.info({ id, source: rec.source }, 'fetched image')
     } catch (err) {
       if (err instanceof ImageGoneError || err instanceof StaleUploadError) return
       if (this.closed) {
@@ -82,7 +82,7 @@ export class Fetcher {
         return
       }
       const message = signal.aborted && signal.reason instanceof Error ? signal.reason.message : err instanceof Error ? err.message : String(err)
-      this.deps.log.warn('image fetch failed', { id, source: rec.source, error: message })
+      this.deps.log.warn({ id, source: rec.source, error: message }, 'image fetch failed')
       // ingest() records its own failures; this covers the ones before it (URL, connect, status).
       await this.deps.store.update(id, (r) => (r.generation !== rec.generation || (r.status === 'error' && r.error === message) ? undefined : withError(r, message))).catch(() => {})
     }

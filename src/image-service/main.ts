@@ -1,14 +1,10 @@
 #!/usr/bin/env node
-/**
- * mistify-image-service: serves guest images to mistify-agent-image over the
- * mistify API (port 20000) and to OpenStack clients over the Image API v2
- * (port 9292). See config.ts for flags and environment.
- */
+/** mistify-image-service: guest images over the mistify API (port 20000) and the OpenStack Image API v2 (port 9292). */
+import { jsonLogger } from '../common/log.js'
 import { parseConfig, UsageError, USAGE } from './config.js'
-import { stderrLogger } from './log.js'
 import { startService } from './server.js'
 
-const log = stderrLogger()
+const log = jsonLogger()
 
 async function main(): Promise<number> {
   let cfg
@@ -24,12 +20,12 @@ async function main(): Promise<number> {
     return 0
   }
   const svc = await startService(cfg, { log })
-  log.info(`native API listening on ${svc.nativeUrl}`)
-  if (svc.glanceUrl) log.info(`glance API listening on ${svc.glanceUrl}`)
-  log.info('data directory', { dir: cfg.dataDir })
+  log.info({ url: svc.nativeUrl }, `native API listening on ${svc.nativeUrl}`)
+  if (svc.glanceUrl) log.info({ url: svc.glanceUrl }, `glance API listening on ${svc.glanceUrl}`)
+  log.info({ dir: cfg.dataDir }, 'data directory')
   await new Promise<void>((resolve) => {
     const stop = (sig: string): void => {
-      log.info(`${sig}: shutting down`)
+      log.info({ signal: sig }, 'shutting down')
       resolve()
     }
     process.once('SIGTERM', () => stop('SIGTERM'))
@@ -42,7 +38,7 @@ async function main(): Promise<number> {
 main().then(
   (code) => { process.exitCode = code },
   (err: unknown) => {
-    log.error('fatal', { err: err instanceof Error ? err.stack ?? err.message : String(err) })
+    log.error({ err: err instanceof Error ? err.stack ?? err.message : String(err) }, 'fatal')
     process.exitCode = 1
   },
 )

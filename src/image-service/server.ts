@@ -1,22 +1,21 @@
 /**
- * Wires the service together and listens: opens the metadata store, repairs
- * records a previous run left mid-transfer, and serves both APIs. Used by
- * main.ts and by the tests (which pass ephemeralPorts).
+ * Wires the service and listens: opens the store, repairs records a previous run left
+ * mid-transfer, serves both APIs. Used by main.ts and the tests (ephemeralPorts).
  */
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type Koa from 'koa'
+import { createSourcePolicy } from '../common/address-policy.js'
 import { openDb, type Db } from '../common/db.js'
+import { jsonLogger, type Logger } from '../common/log.js'
 import { createApp, type ServiceDeps } from './app.js'
 import type { Config } from './config.js'
 import { Fetcher } from './fetcher.js'
-import { ImageFiles } from './files.js'
-import { asPending, withError } from './ingest.js'
-import { stderrLogger, type Logger } from './log.js'
-import { ImageStore } from './store.js'
-import { createSourcePolicy } from '../common/address-policy.js'
+import { ImageFiles } from './store/files.js'
+import { asPending, withError } from './store/ingest.js'
+import { ImageStore } from './store/store.js'
 
 export interface StartOptions {
   log?: Logger
@@ -41,13 +40,13 @@ export async function recover(deps: ServiceDeps): Promise<void> {
       // A URL fetch: start it again from the beginning.
       await deps.store.update(r.id, asPending)
       deps.fetcher.start(r.id)
-      deps.log.info('restarting interrupted fetch', { id: r.id, source: r.source })
+      deps.log.info({ id: r.id, source: r.source }, 'restarting interrupted fetch')
     } else if (r.status === 'downloading') {
       // An upload: its client is gone, the partial file was dropped by files.init().
       await deps.store.update(r.id, (x) => withError(x, 'upload interrupted by a service restart'))
     } else if (r.status === 'complete' && !(await deps.files.open(r.id).then(async (o) => { await o?.handle.close(); return o !== undefined }))) {
       await deps.store.update(r.id, (x) => withError(x, 'image data missing'))
-      deps.log.warn('image data missing', { id: r.id })
+      deps.log.warn({ id: r.id }, 'image data missing')
     }
   }
 }
@@ -100,7 +99,7 @@ async function listen(app: Koa, port: number, host: string, idleTimeoutMs: numbe
 }
 
 export async function startService(cfg: Config, o: StartOptions = {}): Promise<RunningService> {
-  const log = o.log ?? stderrLogger()
+  const log = o.log ?? jsonLogger()
   await mkdir(cfg.dataDir, { recursive: true, mode: 0o750 })
   const db: Db = await openDb(join(cfg.dataDir, 'metadata'))
   const listening: Listening[] = []

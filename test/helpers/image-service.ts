@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import { DEFAULTS, type Config } from '../../src/image-service/config.js'
-import { silentLogger } from '../../src/image-service/log.js'
+import { silentLogger } from '../../src/common/log.js'
 import { startService, type RunningService } from '../../src/image-service/server.js'
 
 export interface TestContext {

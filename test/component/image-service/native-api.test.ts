@@ -3,7 +3,7 @@
 import t from 'tap'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { ZERO_TIME } from '../../../src/image-service/store.js'
+import { ZERO_TIME } from '../../../src/image-service/store/store.js'
 import {
   TESTDATA, UUID_RE, getJson, nativeUpload, startSourceServer, startTestService, waitForNative,
 } from '../../helpers/image-service.js'

@@ -6,7 +6,7 @@ import { existsSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { DEFAULTS, parseConfig } from '../../../src/image-service/config.js'
-import { getJson, nativeUpload, startSourceServer, startTestService, tempDir, waitForNative, TESTDATA } from '../../helpers/image-service.js'
+import { getJson, nativeUpload, startSourceServer, startTestService, tempDir, waitFor, waitForNative, TESTDATA } from '../../helpers/image-service.js'
 
 const MAIN = fileURLToPath(new URL('../../../src/image-service/main.js', import.meta.url))
 
@@ -42,7 +42,7 @@ function runMain(t: { teardown(fn: () => void): void }, args: string[], env: Nod
     const timer = setTimeout(() => reject(new Error(`main.js did not start: ${log}`)), 15_000)
     child.stderr.on('data', (c: Buffer) => {
       log += c.toString()
-      const m = /native API listening on (http:\/\/\S+)/.exec(log)
+      const m = /native API listening on (http:\/\/[^\s"]+)/.exec(log)
       if (m) {
         clearTimeout(timer)
         resolve({
@@ -116,4 +116,14 @@ t.test('restart repairs interrupted records', async (t) => {
   t.equal((await getJson(`${b.native}/images/${gone.body.id}`)).body.status, 'error', 'a complete image without its file → error')
   t.equal((await getJson(`${b.glance}/v2/images/${queued.body.id}`)).body.status, 'queued', 'a queued Glance image stays queued')
   t.notOk(existsSync(join(dir, 'tmp', 'leftover.part')), 'stale temp files removed')
+})
+
+t.test('main.js logs through the common pino logger: one JSON object per line', async (t) => {
+  const dir = tempDir(t)
+  const a = await runMain(t, ['--port', '0', '--glance-port', '0', '--data-dir', dir])
+  await waitFor('the data directory line', async () => (a.log().includes('"data directory"') ? true : undefined))
+  const lines = a.log().trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
+  t.match(lines[0], { level: 'info', pid: Number, msg: `native API listening on ${a.url}`, url: a.url })
+  t.match(lines.find((l) => l.msg === 'data directory'), { level: 'info', dir })
+  t.equal(await a.stop(), 0)
 })

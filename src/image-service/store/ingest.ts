@@ -1,12 +1,9 @@
 /**
- * The one path by which image bytes become a complete image, shared by the
- * native upload, the Glance upload and the URL fetcher: record goes to
- * `downloading`, bytes go to disk (files.ts), and the record ends as
- * `complete` with size and digests, or as `error` with the reason and no file.
- * A partial upload therefore can never be seen as complete.
+ * The one path by which bytes become an image (native upload, Glance upload, URL fetch): the record
+ * ends `complete` with size and digests, or `error` with the reason and no file, never half-written.
  */
+import type { Logger } from '../../common/log.js'
 import type { ImageFiles, Staged, WriteOptions } from './files.js'
-import type { Logger } from './log.js'
 import { ZERO_TIME, type ImageRecord, type ImageStore } from './store.js'
 
 export interface IngestDeps {
@@ -92,7 +89,7 @@ export async function ingest(deps: IngestDeps, id: string, body: AsyncIterable<U
     saved = size
     const now = size
     deps.store.update(id, (r) => (r.status === 'downloading' && ours(r) ? { ...r, size: now } : undefined))
-      .catch((err: unknown) => deps.log.warn('progress update failed', { id, err: String(err) }))
+      .catch((err: unknown) => deps.log.warn({ id, err: String(err) }, 'progress update failed'))
   }, interval) : undefined
 
   let staged: Staged

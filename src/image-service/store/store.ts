@@ -1,12 +1,9 @@
 /**
- * Image metadata records, kept in the `images` table of src/store/db.ts.
- * One record serves both APIs (native and Glance), so an image uploaded
- * through either is visible through both. Updates to one record are
- * serialised (read-modify-write under a per-id lock) because a background
- * fetch, an upload and API calls may touch the same record concurrently.
+ * The metadata seam: one record per image, shared by both APIs, in the `images` table of common/db.ts.
+ * Updates to a record are serialised (a fetch, an upload and API calls may touch it at once).
  */
 import { randomUUID } from 'node:crypto'
-import type { Db, Table } from '../common/db.js'
+import type { Db, Table } from '../../common/db.js'
 
 export type ImageType = 'kvm' | 'container'
 export const IMAGE_TYPES: readonly ImageType[] = ['kvm', 'container']
@@ -25,6 +22,12 @@ export function isImageId(id: string): boolean {
 
 export function isImageType(t: unknown): t is ImageType {
   return t === 'kvm' || t === 'container'
+}
+
+/** Names are free text (shared by both APIs) but bounded and without control characters. */
+export function validName(s: string): boolean {
+  // eslint-disable-next-line no-control-regex
+  return s.length >= 1 && s.length <= 255 && !/[\u0000-\u001f\u007f]/.test(s)
 }
 
 /** Fields only the Glance API shows; kept on every record so both views agree. */
@@ -82,7 +85,7 @@ export interface NewImage {
 }
 
 /** Serialises async work per key. */
-class KeyedLock {
+export class KeyedLock {
   private readonly tails = new Map<string, Promise<unknown>>()
 
   async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
@@ -106,7 +109,7 @@ export class ImageExistsError extends Error {
   }
 }
 
-/** Native images default to these Glance formats (see glance-api.ts for the mapping). */
+/** Native images default to these Glance formats (glance/view.ts maps them back to a type). */
 export function defaultFormats(type: ImageType): { disk_format: string; container_format: string } {
   return { disk_format: 'raw', container_format: type === 'container' ? 'docker' : 'bare' }
 }

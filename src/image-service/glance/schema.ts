@@ -1,9 +1,6 @@
 /**
- * JSON schemas served at /v2/schemas/image and /v2/schemas/images. Clients
- * need them: python-glanceclient downloads `image` and validates every image
- * it creates or updates against it (warlock). The shape follows Glance's own
- * image schema (OpenStack Glance, Apache-2.0); values we produce must stay
- * valid against it, e.g. custom properties are strings, checksum may be null.
+ * /v2/schemas/image(s): glanceclient validates every image it sends against `image`. Shape from Glance's
+ * own schema (Apache-2.0); what we produce must stay valid against it (custom properties are strings).
  */
 
 export const DISK_FORMATS = ['ami', 'ari', 'aki', 'vhd', 'vhdx', 'vmdk', 'raw', 'qcow2', 'vdi', 'iso', 'ploop'] as const

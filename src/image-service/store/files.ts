@@ -1,9 +1,6 @@
 /**
- * Image data on disk: `<dataDir>/images/<id>`. Writes go to
- * `<dataDir>/tmp/` first (same filesystem), are fsynced and then renamed into
- * place, so a crash or an aborted upload never leaves a truncated file under
- * an image's name. Digests are computed while the bytes stream past, so a
- * multi-gigabyte image is read exactly once and never held in memory.
+ * The blob seam: `<dataDir>/images/<id>`, written via `<dataDir>/tmp/` + fsync + rename, so no
+ * image name ever holds a truncated file; digests are computed as the bytes stream past.
  */
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdir, open, readdir, rename, rm, type FileHandle } from 'node:fs/promises'

@@ -1,0 +1,170 @@
+/** The mistify-image-service API (wire spec §5) plus named versions; routes are listed in the README. */
+import type Koa from 'koa'
+import type { ServiceDeps } from '../app.js'
+import { answerErrors } from '../http/errors.js'
+import { readJson } from '../http/json.js'
+import { createRouter, routed } from '../http/router.js'
+import { hexToBase64, sendImage } from '../http/send-image.js'
+import { IncompleteError, TooLargeError } from '../store/files.js'
+import { asPending, ImageGoneError, ingest, StaleUploadError } from '../store/ingest.js'
+import { isImageType, KeyedLock, type ImageRecord } from '../store/store.js'
+import { parseFetchRequest, parseUploadHeaders } from './validation.js'
+import { fail, httpError, jsonMsg, toNative } from './view.js'
+
+export function nativeApp(deps: ServiceDeps): Koa.Middleware[] {
+  const { store, files, fetcher } = deps
+  // POST's find-or-create by source must not race itself.
+  const postLock = new KeyedLock()
+  const router = createRouter()
+
+  const notFound = (ctx: Koa.Context): void => httpError(ctx, 404, 'image not found')
+
+  async function requireImage(ctx: Koa.Context, id: string): Promise<ImageRecord | undefined> {
+    const rec = await store.get(id)
+    if (!rec) notFound(ctx)
+    return rec
+  }
+
+  async function download(ctx: Koa.Context, rec: ImageRecord): Promise<void> {
+    if (rec.status !== 'complete') {
+      httpError(ctx, 404, 'incomplete image')
+      return
+    }
+    const b64 = hexToBase64(rec.sha256)
+    await sendImage(ctx, files, rec, {
+      fail,
+      headers: {
+        'X-Image-Id': rec.id,
+        'X-Image-Sha256': rec.sha256,
+        Digest: `sha-256=${b64}`,
+        'Repr-Digest': `sha-256=:${b64}:`,
+        ...(rec.name !== '' ? { 'X-Image-Version': String(rec.version) } : {}),
+      },
+    })
+  }
+
+  router.get('/images', async (ctx) => {
+    const q = ctx.query.type
+    const type = Array.isArray(q) ? q[0] : q
+    const all = await store.list()
+    // As the original: only a letters-only value filters; anything else lists everything.
+    if (type !== undefined && /^[a-zA-Z]+$/.test(type)) {
+      if (!isImageType(type)) return jsonMsg(ctx, 400, 'invalid type')
+      ctx.body = all.filter((r) => r.type === type).map(toNative)
+      return
+    }
+    ctx.body = all.map(toNative)
+  })
+
+  router.put('/images', async (ctx) => {
+    const up = parseUploadHeaders(ctx)
+    if ('refused' in up) return jsonMsg(ctx, 400, up.refused)
+    if (up.expectedSize > deps.maxUploadSize) {
+      ctx.set('Connection', 'close')
+      return jsonMsg(ctx, 413, new TooLargeError(deps.maxUploadSize).message)
+    }
+    const rec = await store.create({ type: up.type, comment: up.comment, name: up.name })
+    try {
+      const done = await ingest(deps, rec.id, ctx.req, {
+        expectedSize: up.expectedSize, maxSize: deps.maxUploadSize, isComplete: () => ctx.req.complete, generation: rec.generation,
+      })
+      ctx.body = toNative(done)
+    } catch (err) {
+      if (err instanceof TooLargeError) {
+        // We stop reading mid-body: close the connection rather than drain it.
+        ctx.set('Connection', 'close')
+        return jsonMsg(ctx, 413, err.message)
+      }
+      if (err instanceof IncompleteError) return jsonMsg(ctx, 400, err.message)
+      if (err instanceof ImageGoneError) return httpError(ctx, 404, 'image deleted during upload')
+      if (err instanceof StaleUploadError) return jsonMsg(ctx, 409, err.message)
+      if (!ctx.req.complete) {
+        // The client went away; nobody will read an answer.
+        deps.log.warn({ id: rec.id }, 'upload aborted')
+        return httpError(ctx, 400, 'upload aborted')
+      }
+      throw err
+    }
+  })
+
+  router.post('/images', async (ctx) => {
+    const req = parseFetchRequest(await readJson(ctx), deps)
+    if ('refused' in req) return jsonMsg(ctx, 400, req.refused)
+    const rec = await postLock.run('post', async () => {
+      const existing = await store.findBySource(req.source)
+      if (existing) {
+        if (existing.status !== 'error' || fetcher.isRunning(existing.id)) return existing
+        // Unlike the original, a failed fetch can be retried by POSTing it again.
+        const reset = await store.update(existing.id, asPending)
+        if (reset) fetcher.start(reset.id)
+        return reset ?? existing
+      }
+      const created = await store.create(req)
+      fetcher.start(created.id)
+      return created
+    })
+    ctx.status = 202
+    ctx.body = toNative(rec)
+  })
+
+  router.get('/images/by-name/:name', async (ctx) => {
+    const all = await store.versions(ctx.params.name ?? '')
+    if (all.length === 0) return httpError(ctx, 404, 'no image with that name')
+    ctx.body = all.map(toNative)
+  })
+
+  router.get('/images/by-name/:name/latest', async (ctx) => {
+    const rec = await store.latest(ctx.params.name ?? '')
+    if (!rec) return httpError(ctx, 404, 'no complete image with that name')
+    ctx.body = toNative(rec)
+  })
+
+  router.get('/images/by-name/:name/latest/download', async (ctx) => {
+    const rec = await store.latest(ctx.params.name ?? '')
+    if (!rec) return httpError(ctx, 404, 'no complete image with that name')
+    await download(ctx, rec)
+  })
+
+  router.get('/images/:id', async (ctx) => {
+    const rec = await requireImage(ctx, ctx.params.id ?? '')
+    if (rec) ctx.body = toNative(rec)
+  })
+
+  router.delete('/images/:id', async (ctx) => {
+    const rec = await requireImage(ctx, ctx.params.id ?? '')
+    if (!rec) return
+    if (rec.glance.protected) return jsonMsg(ctx, 403, 'image is protected')
+    fetcher.cancel(rec.id)
+    const gone = await store.remove(rec.id, () => files.remove(rec.id))
+    if (!gone) return notFound(ctx)
+    ctx.body = toNative(gone)
+  })
+
+  router.get('/images/:id/download', async (ctx) => {
+    const rec = await requireImage(ctx, ctx.params.id ?? '')
+    if (rec) await download(ctx, rec)
+  })
+
+  // The original's StrictSlash: a trailing slash redirects GET/HEAD and is dropped for the rest.
+  const strictSlash: Koa.Middleware = async (ctx, next) => {
+    if (ctx.path.length > 1 && ctx.path.endsWith('/')) {
+      const bare = ctx.path.replace(/\/+$/, '') || '/'
+      if (ctx.method === 'GET' || ctx.method === 'HEAD') {
+        ctx.status = 301
+        ctx.redirect(bare + (ctx.querystring ? `?${ctx.querystring}` : ''))
+        return
+      }
+      ctx.path = bare
+    }
+    await next()
+  }
+
+  return [
+    answerErrors({ api: 'native API', log: deps.log, fail, internal: (err) => (err instanceof Error ? err.message : String(err)) }),
+    strictSlash,
+    ...routed(router, {
+      notFound: (ctx) => httpError(ctx, 404, 'not found'),
+      methodNotAllowed: (ctx) => httpError(ctx, 405, 'method not allowed'),
+    }),
+  ]
+}

@@ -1,0 +1,58 @@
+/** What a native request must carry: the fetch body of POST /images and the upload headers of PUT /images. */
+import type Koa from 'koa'
+import { checkUrl, type SourcePolicy } from '../../common/address-policy.js'
+import { isPlainObject } from '../http/json.js'
+import { isImageType, validName, type ImageType } from '../store/store.js'
+
+export interface FetchRequest {
+  source: string
+  type: ImageType
+  comment: string
+  name: string
+}
+
+export interface SourceRules {
+  /** false: fetching from a URL is refused. */
+  urlSources?: boolean | undefined
+  sourcePolicy?: SourcePolicy | undefined
+}
+
+/** The request, or the 400 message that refuses it (checks in the order the original made them). */
+export function parseFetchRequest(body: unknown, rules: SourceRules): FetchRequest | { refused: string } {
+  if (!isPlainObject(body)) return { refused: 'request body must be a JSON object' }
+  const { source, type, comment, name } = body
+  if (typeof source !== 'string' || source === '') return { refused: 'missing image source' }
+  if (!isImageType(type)) return { refused: 'invalid image type' }
+  if (comment !== undefined && typeof comment !== 'string') return { refused: 'invalid comment' }
+  if (name !== undefined && name !== '' && (typeof name !== 'string' || !validName(name))) return { refused: 'invalid name' }
+  let url: URL | undefined
+  try {
+    url = new URL(source)
+  } catch {
+    url = undefined
+  }
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) return { refused: 'invalid image source' }
+  if (rules.urlSources === false) return { refused: 'fetching images from a URL is disabled on this service (--url-sources off); upload the image instead' }
+  // A literal address is judged now; a name when the fetch connects (the record then ends in error).
+  const verdict = rules.sourcePolicy ? checkUrl(url, rules.sourcePolicy) : undefined
+  if (verdict?.kind === 'denied') return { refused: `image source not allowed: ${verdict.reason} (allow it with --allow-source-hosts)` }
+  return { source, type, comment: typeof comment === 'string' ? comment : '', name: typeof name === 'string' ? name : '' }
+}
+
+export interface UploadRequest {
+  type: ImageType
+  name: string
+  comment: string
+  /** Content-Length, -1 when not announced. */
+  expectedSize: number
+}
+
+/** PUT /images headers: X-Image-Type (required), X-Image-Name, X-Image-Comment. */
+export function parseUploadHeaders(ctx: Koa.Context): UploadRequest | { refused: string } {
+  const type = ctx.get('x-image-type')
+  if (!isImageType(type)) return { refused: 'invalid X-Image-Type header' }
+  const name = ctx.get('x-image-name')
+  if (name !== '' && !validName(name)) return { refused: 'invalid X-Image-Name header' }
+  const lenHeader = ctx.get('content-length')
+  return { type, name, comment: ctx.get('x-image-comment'), expectedSize: lenHeader === '' ? -1 : Number(lenHeader) }
+}
