@@ -1,4 +1,4 @@
-/** Reading a whole request body, bounded: the RPC route and the download route share it. */
+/** Reading a whole body, bounded: requests in the agent's routes, the agent's answers in the CLI. */
 import type { IncomingMessage } from 'node:http'
 
 export class BodyTooLarge extends Error {
