@@ -1,4 +1,4 @@
-/** Reading a whole body, bounded: requests in the agent's routes, the agent's answers in the CLI. */
+/** Reading a whole HTTP body (a request, or an answer), bounded. */
 import type { IncomingMessage } from 'node:http'
 
 export class BodyTooLarge extends Error {

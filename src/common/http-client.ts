@@ -139,7 +139,8 @@ async function open(first: string | URL, o: GetOptions): Promise<Opened> {
       size: Number.isSafeInteger(size) ? size : undefined,
       etag: typeof etag === 'string' ? etag : undefined,
       acceptRanges: res.headers['accept-ranges'] === 'bytes',
-      abandon: () => { if (!res.complete) res.destroy() },
+      // Also a body that arrived whole but was never read: its socket is freed, not left until the server hangs up.
+      abandon: () => { if (!res.readableEnded) res.destroy() },
     }
   }
 }

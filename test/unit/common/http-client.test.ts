@@ -118,3 +118,16 @@ t.test('resumable: each reconnection asks for the missing bytes; a wrong Content
   t.equal(mapped.length, 1, 'mapped once, at the outside')
   t.match(mapped[0], { kind: 'resume', detail: { interrupted: { kind: /^(body|truncated)$/ } }, cause: { name: 'HttpClientError', kind: 'content-range', detail: { bytes: 1000, reason: `bytes 0-9/${data.length}` } } })
 })
+
+t.test('abandon: a body never read gives its connection back, also one that arrived whole', async (t) => {
+  let closed = 0
+  const s = await serve(t, (q, res) => {
+    q.socket.once('close', () => { closed++ })
+    res.writeHead(200, { 'Content-Length': text.length }); res.end(text)
+  })
+  const r = await httpGet(`${s.origin}/x`, { idleTimeoutMs: 2000 })
+  await new Promise((ok) => setTimeout(ok, 100)) // the whole body is in by now
+  r.abandon()
+  for (let i = 0; i < 50 && closed === 0; i++) await new Promise((ok) => setTimeout(ok, 20))
+  t.equal(closed, 1, 'the server saw the connection go')
+})
