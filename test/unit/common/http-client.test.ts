@@ -131,3 +131,14 @@ t.test('abandon: a body never read gives its connection back, also one that arri
   for (let i = 0; i < 50 && closed === 0; i++) await new Promise((ok) => setTimeout(ok, 20))
   t.equal(closed, 1, 'the server saw the connection go')
 })
+
+t.test('a redirect whose own body stalls: the fetch goes on, and the stall later hurts no one', async (t) => {
+  const s = await serve(t, (q, res) => {
+    if (q.url === '/r') { res.writeHead(302, { Location: '/ok', 'Content-Length': 100 }); res.write('x'); return }
+    res.writeHead(200, { 'Content-Length': text.length }); res.end(text)
+  })
+  const r = await httpGet(`${s.origin}/r`, { idleTimeoutMs: 200 })
+  t.ok((await drain(r.body)).equals(text))
+  await new Promise((ok) => setTimeout(ok, 500)) // past the idle timeout of the redirect's request
+  t.pass('no uncaught error from the discarded body')
+})
