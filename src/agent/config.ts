@@ -5,6 +5,7 @@
  * request.
  */
 import { readFileSync } from 'node:fs'
+import { parseArgs } from 'node:util'
 import { assertPoolName } from '../zfs/names.js'
 import { createSourcePolicy, splitAllowList } from '../common/address-policy.js'
 
@@ -209,6 +210,12 @@ export function readTokenFile(path: string): string {
   return token
 }
 
+/** For node:util parseArgs: every flag takes a value. */
+const PARSE_OPTIONS = Object.fromEntries([CONFIG_FLAG, ...OPTIONS.map((o) => o[1])].map((long) => {
+  const short = OPTIONS.find((o) => o[1] === long)?.[2]
+  return [long.slice(2), { type: 'string' as const, ...(short ? { short: short.slice(1) } : {}) }]
+}))
+
 const OPTION_NAMES = () => [CONFIG_FLAG, ...OPTIONS.map((o) => o[1])].join(' ')
 
 /**
@@ -219,15 +226,14 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv, rea
   const raw: Partial<Record<keyof Config, string>> = {}
   let configFile = env[CONFIG_ENV] || undefined
   for (const [key, , , envName] of OPTIONS) if (env[envName] !== undefined && env[envName] !== '') raw[key] = env[envName]
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!
-    const [flag, inline] = a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined]
-    const opt = OPTIONS.find(([, long, short]) => flag === long || flag === short)
-    if (!opt && flag !== CONFIG_FLAG) throw new ConfigError(`unknown option ${a} (options: ${OPTION_NAMES()})`)
-    const value = inline ?? argv[++i]
-    if (value === undefined) throw new ConfigError(`${flag} needs a value`)
-    if (opt) raw[opt[0]] = value
-    else configFile = value
+  // Not strict: the tokens are checked here, so that the messages stay ours (and name the whole argument).
+  const { tokens } = parseArgs({ args: [...argv], options: PARSE_OPTIONS, strict: false, allowPositionals: true, tokens: true })
+  for (const tok of tokens) {
+    const opt = tok.kind === 'option' ? OPTIONS.find(([, long]) => long === `--${tok.name}`) : undefined
+    if (tok.kind !== 'option' || (!opt && `--${tok.name}` !== CONFIG_FLAG)) throw new ConfigError(`unknown option ${argv[tok.index]} (options: ${OPTION_NAMES()})`)
+    if (tok.value === undefined) throw new ConfigError(`${tok.rawName} needs a value`)
+    if (opt) raw[opt[0]] = tok.value
+    else configFile = tok.value
   }
   const out: Record<string, unknown> = { ...DEFAULTS, ...(configFile ? readFile(configFile) : {}) }
   for (const [key, value] of Object.entries(raw) as Array<[keyof Config, string]>) {

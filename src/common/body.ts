@@ -1,4 +1,4 @@
-/** Reading a whole request body, bounded: the RPC route and the download route share it. */
+/** Reading a whole HTTP body (a request, or an answer), bounded. */
 import type { IncomingMessage } from 'node:http'
 
 export class BodyTooLarge extends Error {

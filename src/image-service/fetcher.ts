@@ -1,15 +1,10 @@
 /**
- * Background fetch of an image from its `source` URL (native `POST /images`).
- * Uses node:http(s) rather than fetch() so the bytes are stored exactly as
- * served (fetch() would silently gunzip a `Content-Encoding: gzip` response,
- * and a gzipped zfs stream must stay gzipped). Every fetch has an idle
- * timeout, follows a few redirects, and can be cancelled (image deleted,
- * service stopping). The reason for a failure is kept in the record's `error`.
+ * Background fetch of an image from its `source` URL (native `POST /images`), cancellable
+ * (image deleted, service stopping); the reason for a failure is kept in the record's `error`.
  */
-import { request as httpRequest, type IncomingMessage } from 'node:http'
-import { request as httpsRequest } from 'node:https'
 import { asPending, ImageGoneError, ingest, StaleUploadError, withError, type IngestDeps } from './store/ingest.js'
-import { checkUrl, guardedLookup, SourceDeniedError, type SourcePolicy } from '../common/address-policy.js'
+import { httpGet, type HttpClientError, type HttpResponse } from '../common/http-client.js'
+import type { SourcePolicy } from '../common/address-policy.js'
 
 export interface FetcherOptions {
   maxSize: number
@@ -63,15 +58,14 @@ export class Fetcher {
     if (!rec) return
     try {
       const res = await this.get(rec.source, signal)
-      const len = res.headers['content-length']
-      const expectedSize = len !== undefined && /^\d+$/.test(len) ? Number(len) : -1
+      const expectedSize = res.size ?? -1
       if (expectedSize > this.o.maxSize) {
-        res.destroy()
+        res.abandon()
         throw new FetchError(`source is ${expectedSize} bytes, more than the maximum of ${this.o.maxSize}`)
       }
-      await ingest(this.deps, id, res, {
-        expectedSize, maxSize: this.o.maxSize, signal, progressIntervalMs: this.o.progressIntervalMs,
-        isComplete: () => res.complete, generation: rec.generation,
+      // The body fails (truncated) rather than ends when the connection closes early.
+      await ingest(this.deps, id, res.body, {
+        expectedSize, maxSize: this.o.maxSize, signal, progressIntervalMs: this.o.progressIntervalMs, generation: rec.generation,
       })
       this.deps.log.info({ id, source: rec.source }, 'fetched image')
     } catch (err) {
@@ -88,62 +82,30 @@ export class Fetcher {
     }
   }
 
-  /** GET the URL, following redirects; resolves with a 200 response. */
-  private async get(source: string, signal: AbortSignal): Promise<IncomingMessage> {
+  /** GET the URL through the common client, its failures worded as this service records them. */
+  private get(source: string, signal: AbortSignal): Promise<HttpResponse> {
     let url: URL
     try {
       url = new URL(source)
     } catch {
       throw new FetchError(`invalid source URL ${JSON.stringify(source)}`)
     }
-    for (let hop = 0; ; hop++) {
-      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new FetchError(`unsupported source URL scheme ${url.protocol}`)
-      const res = await this.once(url, signal)
-      const loc = res.headers.location
-      if ([301, 302, 303, 307, 308].includes(res.statusCode ?? 0) && loc !== undefined) {
-        res.resume()
-        if (hop >= (this.o.maxRedirects ?? 5)) throw new FetchError('too many redirects')
-        url = new URL(loc, url)
-        continue
-      }
-      if (res.statusCode !== 200) {
-        res.resume()
-        throw new FetchError(`source answered HTTP ${res.statusCode ?? '?'}`)
-      }
-      return res
-    }
+    return httpGet(url, {
+      signal, idleTimeoutMs: this.o.idleTimeoutMs, maxRedirects: this.o.maxRedirects, policy: this.o.policy,
+      headers: { 'accept-encoding': 'identity', 'user-agent': 'mistify-image-service' }, mapError: (e) => this.fetchError(e),
+    })
   }
 
-  private once(url: URL, signal: AbortSignal): Promise<IncomingMessage> {
-    return new Promise((resolve, reject) => {
-      let lookup: ReturnType<typeof guardedLookup> | undefined
-      if (this.o.policy) {
-        const v = checkUrl(url, this.o.policy)
-        if (v.kind === 'denied') {
-          reject(new FetchError(`source ${url.protocol}//${url.host}: ${v.reason}; not fetched (allow it with --allow-source-hosts)`))
-          return
-        }
-        // A name: every address it resolves to is checked as the socket connects (no rebinding in between).
-        if (v.kind === 'resolve') lookup = guardedLookup(this.o.policy)
-      }
-      const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, {
-        method: 'GET', signal, headers: { 'accept-encoding': 'identity', 'user-agent': 'mistify-image-service' }, ...(lookup ? { lookup } : {}),
-      })
-      let response: IncomingMessage | undefined
-      // The socket timeout is an idle timeout: it also covers a stalled body.
-      req.setTimeout(this.o.idleTimeoutMs, () => {
-        const err = new FetchError(`source sent nothing for ${this.o.idleTimeoutMs} ms`)
-        // Destroying the response with the reason makes the body reader fail with it.
-        response?.destroy(err)
-        req.destroy(err)
-      })
-      req.once('response', (res) => {
-        response = res
-        resolve(res)
-      })
-      // Stays attached: an error after the response must not go unhandled.
-      req.on('error', (e) => reject(e instanceof SourceDeniedError ? new FetchError(e.message) : e))
-      req.end()
-    })
+  private fetchError(e: HttpClientError): FetchError {
+    switch (e.kind) {
+      case 'scheme': return new FetchError(`unsupported source URL scheme ${new URL(e.url).protocol}`)
+      case 'redirects': return new FetchError('too many redirects')
+      case 'status': return new FetchError(`source answered HTTP ${e.detail.status}`)
+      case 'stalled': return new FetchError(`source sent nothing for ${this.o.idleTimeoutMs} ms`)
+      case 'truncated': return new FetchError('connection closed before all data arrived')
+      // Connect and socket errors as Node words them (ingest words a bare "aborted" itself).
+      case 'network': case 'body': return new FetchError(e.detail.reason ?? e.message, { cause: e.cause })
+      default: return new FetchError(e.message, { cause: e })
+    }
   }
 }

@@ -184,3 +184,28 @@ t.test('item 9: --token-file (and MISTIFY_TOKEN_FILE): the token off the command
   t.match(bad.stderr, /expected one token on one line/)
   t.same(a.calls, [{ method: 'ListImages', params: {} }, { method: 'ListImages', params: {} }, { method: 'ListImages', params: {} }], 'refused usages sent nothing')
 })
+
+t.test('flags through node:util parseArgs: inline values, short groups, the terminator', async (t) => {
+  const s = await fakeRpc(t, (b) => ({ body: JSON.stringify({ jsonrpc: '2.0', result: { snapshots: [] }, id: b.id }) }))
+  const r = await cli([`--url=${s.url}`, 'snapshot', 'delete', '-r', '--', '-odd@name'])
+  t.equal(r.code, 0, r.stderr)
+  t.match(s.seen.at(-1)!.body, { method: 'DeleteSnapshot', params: { id: '-odd@name', recursive: true } }, 'after --, a dash is an argument')
+  const h = await cli(['-rh'])
+  t.equal(h.code, 0, 'a short group: -r -h')
+  t.match(h.stdout.toString(), /^usage: mistify-image/)
+  t.match((await cli(['-rx'])).stderr, /^mistify-image: unknown option -rx\n$/)
+  t.match((await cli(['-o'])).stderr, /^mistify-image: -o needs a value\n$/)
+})
+
+t.test('an answer that is not this call\'s: exit 3 at once (the JSON-RPC client would wait for ever)', async (t) => {
+  const s = await fakeRpc(t, (b) => {
+    if (b.method === 'GetImage') return { body: 'not json' }
+    return { body: JSON.stringify({ jsonrpc: '2.0', result: { images: [] }, id: 'other' }) }
+  })
+  const wrong = await cli(['--url', s.url, 'images', 'list'])
+  t.equal(wrong.code, 3)
+  t.match(wrong.stderr, /the agent's answer is not the answer to this call/)
+  const bad = await cli(['--url', s.url, 'images', 'show', 'x'])
+  t.equal(bad.code, 3)
+  t.match(bad.stderr, /the agent's answer is not JSON: not json/)
+})

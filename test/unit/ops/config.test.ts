@@ -112,3 +112,14 @@ t.test('item 13: download limits: defaults, flags, validation', async (t) => {
   t.throws(() => parseConfig(['--max-downloads', '0'], {}), { message: 'max-downloads: at least 1' })
   t.throws(() => parseConfig(['--download-idle-timeout-ms', '0'], {}), { message: 'download-idle-timeout-ms: at least 1' })
 })
+
+t.test('flags through node:util parseArgs: short aliases, inline values, the messages kept', async (t) => {
+  t.match(parseConfig(['-z', 'tank', '-p', '81', '-l', '0.0.0.0', '-i', 'img:1'], {}), { zpool: 'tank', port: 81, listen: '0.0.0.0', imageServer: 'http://img:1' })
+  t.match(parseConfig(['--port=82', '-ztank2'], {}), { port: 82, zpool: 'tank2' })
+  t.equal(parseConfig(['--port', '1', '--port', '2'], {}).port, 2, 'the last one wins')
+  t.throws(() => parseConfig(['stray'], {}), { name: 'ConfigError', message: /^unknown option stray \(options: --config / })
+  t.throws(() => parseConfig(['--', '--port', '1'], {}), { message: /^unknown option -- / })
+  t.throws(() => parseConfig(['--bogus=1'], {}), { message: /^unknown option --bogus=1 / })
+  t.throws(() => parseConfig(['-p'], {}), { message: '-p needs a value' })
+  t.throws(() => parseConfig(['--port', '--zpool'], {}), { message: 'port: expected a whole number, got "--zpool"' }, 'a value may start with a dash')
+})

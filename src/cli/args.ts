@@ -1,0 +1,110 @@
+/** The CLI's flags (node:util parseArgs), environment and help text. */
+import { readFileSync } from 'node:fs'
+import { parseArgs } from 'node:util'
+
+export const DEFAULT_URL = 'http://127.0.0.1:19999'
+
+export const HELP = `usage: mistify-image [--url URL] [--socket PATH] [--token TOKEN | --token-file FILE] [--json] COMMAND
+
+commands:
+  images list                      list images
+  images show ID                   one image
+  images fetch ID [--source URL --sha256 HEX] [--format zfs|raw|qcow2]
+                                   fetch an image (default from the image service; waits until imported)
+  images delete ID                 delete an image
+  clone ID DEST                    clone an image into a guest disk (DEST e.g. guests/g1/disk-0)
+  snapshot create ID NAME [-r]     snapshot dataset ID as ID@NAME (-r: with descendants)
+  snapshot list [ID]               snapshots (under ID)
+  snapshot rollback ID [--destroy-more-recent] [-r]
+  snapshot delete ID [-r]
+  download SNAPSHOT [-o FILE|-] [-r]
+                                   stream zfs send of SNAPSHOT to FILE (or stdout)
+
+options:
+  --url URL        agent URL (env MISTIFY_URL; default ${DEFAULT_URL})
+  --socket PATH    talk to the agent on a unix socket (env MISTIFY_SOCKET)
+  --token TOKEN    bearer token (env MISTIFY_TOKEN; visible in ps: prefer --token-file)
+  --token-file FILE  read the bearer token from FILE (env MISTIFY_TOKEN_FILE)
+  --json           machine-readable output (the RPC result as JSON)
+  -h, --help       this help
+
+exit codes: 0 ok, 1 the agent refused, 2 usage, 3 agent unreachable or transfer cut
+`
+
+/** A usage mistake: exit 2. */
+export class UsageError extends Error {}
+
+export interface Options {
+  url: string
+  socket: string | undefined
+  token: string | undefined
+  json: boolean
+  help: boolean
+  recursive: boolean
+  destroyMoreRecent: boolean
+  output: string | undefined
+  source: string | undefined
+  format: string | undefined
+  sha256: string | undefined
+  args: string[]
+}
+
+const FLAGS = {
+  url: { type: 'string' }, socket: { type: 'string' }, token: { type: 'string' }, 'token-file': { type: 'string' },
+  json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, recursive: { type: 'boolean', short: 'r' },
+  'destroy-more-recent': { type: 'boolean' }, output: { type: 'string', short: 'o' },
+  source: { type: 'string' }, format: { type: 'string' }, sha256: { type: 'string' },
+} as const
+
+type Flag = keyof typeof FLAGS
+
+export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): Options {
+  const o: Options = {
+    url: env.MISTIFY_URL || DEFAULT_URL, socket: env.MISTIFY_SOCKET || undefined, token: env.MISTIFY_TOKEN || undefined,
+    json: false, help: false, recursive: false, destroyMoreRecent: false, output: undefined, source: undefined, format: undefined, sha256: undefined, args: [],
+  }
+  const given: Partial<Record<Flag, string | true>> = {}
+  // Not strict: the tokens are checked here, so that the messages stay ours (and name the whole argument).
+  const { tokens } = parseArgs({ args: [...argv], options: FLAGS, strict: false, allowPositionals: true, tokens: true })
+  for (const tok of tokens) {
+    if (tok.kind === 'positional') { o.args.push(tok.value); continue }
+    if (tok.kind === 'option-terminator') continue
+    if (!Object.hasOwn(FLAGS, tok.name)) throw new UsageError(`unknown option ${argv[tok.index]}`)
+    const name = tok.name as Flag
+    if (FLAGS[name].type === 'boolean') { given[name] = true; continue }
+    if (tok.value === undefined) throw new UsageError(`${tok.rawName} needs a value`)
+    given[name] = tok.value
+  }
+  const str = (f: Flag) => (typeof given[f] === 'string' ? given[f] : undefined)
+  o.url = str('url') ?? o.url
+  o.socket = str('socket') ?? o.socket
+  o.json = given.json === true
+  o.help = given.help === true
+  o.recursive = given.recursive === true
+  o.destroyMoreRecent = given['destroy-more-recent'] === true
+  o.output = str('output')
+  o.source = str('source')
+  o.format = str('format')
+  o.sha256 = str('sha256')
+  try { new URL(o.url) } catch { throw new UsageError(`--url: not a URL: ${o.url}`) }
+  // Flags beat the environment; within one of them, a token and a token file are one too many.
+  const flagToken = str('token')
+  const flagTokenFile = str('token-file')
+  if (flagToken !== undefined && flagTokenFile !== undefined) throw new UsageError('--token and --token-file: give one of them')
+  if (flagToken !== undefined) o.token = flagToken
+  else if (flagTokenFile !== undefined) o.token = readTokenFile(flagTokenFile)
+  else if (env.MISTIFY_TOKEN_FILE) {
+    if (env.MISTIFY_TOKEN) throw new UsageError('MISTIFY_TOKEN and MISTIFY_TOKEN_FILE: set one of them')
+    o.token = readTokenFile(env.MISTIFY_TOKEN_FILE)
+  }
+  return o
+}
+
+/** As the agent reads its --token-file: one trailing newline dropped, empty or whitespace refused. */
+function readTokenFile(path: string): string {
+  let text: string
+  try { text = readFileSync(path, 'utf8') } catch (e) { throw new UsageError(`--token-file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
+  const token = text.replace(/\r?\n$/, '')
+  if (token === '' || /\s/.test(token)) throw new UsageError(`--token-file ${path}: expected one token on one line`)
+  return token
+}
