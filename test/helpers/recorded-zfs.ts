@@ -7,6 +7,13 @@ import { finished } from 'node:stream/promises'
 import { classify } from '../../src/zfs/classify.js'
 import type { ZfsBin, ZfsRunner } from '../../src/zfs/runner.js'
 import type { Child } from '../../src/common/exec.js'
+import { createZfs } from '../../src/zfs/index.js'
+import { createServices } from '../../src/agent/services/index.js'
+import { createScope } from '../../src/agent/services/scope.js'
+import { imageRecords } from '../../src/agent/catalog.js'
+import { createFetchQueue } from '../../src/agent/jobs/queue.js'
+import { DEFAULTS } from '../../src/agent/config.js'
+import { openDb } from '../../src/common/db.js'
 import { recorded, type Recorded } from './fixtures.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'test', 'fixtures', 'zfs')
@@ -83,4 +90,19 @@ export function recordedRunner(version: string, names: readonly string[] = recor
       }
     },
   }
+}
+
+/** The real services over the real adapter over `runner`, with a real catalog in a test directory. */
+export async function recordedServices(dir: string, runner: RecordedRunner, pool = 'tank') {
+  const db = await openDb(dir)
+  const records = imageRecords(db)
+  const services = createServices({
+    zfs: createZfs(runner),
+    scope: createScope(pool),
+    records,
+    fetches: createFetchQueue({ concurrency: 1, maxPending: 4 }),
+    // Port 9 (discard): nothing in these tests may fetch.
+    config: { ...DEFAULTS, imageServer: 'http://127.0.0.1:9' },
+  })
+  return { services, records, close: () => db.close() }
 }
