@@ -39,25 +39,25 @@ export function recordingNames(version: string): string[] {
 }
 
 /**
- * A runner over `names` (default: all) of one version. Two recordings of the
- * same argv with different answers are refused: the test must choose one.
+ * A runner over `names` (default: all) of one version. When several
+ * recordings answer one argv (the pool changed between them), they answer
+ * in the order `names` gives, the last one from then on; without `names`
+ * such an argv is refused, since no order is known.
  */
-export function recordedRunner(version: string, names: readonly string[] = recordingNames(version)): RecordedRunner {
-  const byArgv = new Map<string, { name: string; r: Recorded }>()
-  for (const name of names) {
+export function recordedRunner(version: string, names?: readonly string[]): RecordedRunner {
+  const byArgv = new Map<string, Array<{ name: string; r: Recorded }>>()
+  for (const name of names ?? recordingNames(version)) {
     const r = recorded(version, name)
     const k = key(r.bin, r.args)
-    const had = byArgv.get(k)
-    if (had && (had.r.stdout !== r.stdout || had.r.stderr !== r.stderr || had.r.exitCode !== r.exitCode)) {
-      throw new Error(`recordings ${had.name} and ${name} answer the same argv differently: pick one`)
-    }
-    byArgv.set(k, { name, r })
+    byArgv.set(k, [...byArgv.get(k) ?? [], { name, r }])
   }
   const calls: Call[] = []
 
   function answer(bin: ZfsBin, args: readonly string[]): Recorded {
-    const hit = byArgv.get(key(bin, args))
+    const all = byArgv.get(key(bin, args)) ?? []
+    const hit = all.length > 1 ? (names ? all.shift() : undefined) : all[0]
     calls.push({ bin, args: [...args], recording: hit?.name ?? '' })
+    if (all.length > 1 && !names) throw new Error(`recordings ${all.map((a) => a.name).join(', ')} answer the same argv (${line(bin, args)}): name them in order`)
     if (!hit) throw new Error(`no recording of zfs ${version} for: ${line(bin, args)}`)
     return hit.r
   }
