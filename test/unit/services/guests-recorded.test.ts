@@ -6,7 +6,7 @@ import tap from 'tap'
 import { join } from 'node:path'
 import { ConflictError, InvalidParamsError, NoSpaceError, NotFoundError } from '../../../src/agent/errors.js'
 import { RPC, wireError } from '../../../src/agent/rpc/error-codes.js'
-import { DatasetBusyError, DatasetExistsError, OutOfSpaceError } from '../../../src/zfs/index.js'
+import { createZfs, DatasetBusyError, DatasetExistsError, OutOfSpaceError } from '../../../src/zfs/index.js'
 import { recorded, zfsVersions } from '../../helpers/fixtures.js'
 import { recordedRunner, recordedServices, recordingNames, type RecordedRunner } from '../../helpers/recorded-zfs.js'
 
@@ -109,6 +109,9 @@ for (const v of versions) {
     t.same(asked(runner), ['svc-create-volume-exists', 'svc-create-volume-no-space'])
 
     // zfs says the parent is missing: it is made, and the volume made once more.
+    // One argv, two recorded answers: only a test that names their order gets either.
+    await t.rejects(createZfs(recordedRunner(v)).createVolume('tank/guests/new/vol', MiB, { props: { compression: 'lz4' } }),
+      /^recordings svc-create-volume-new, svc-create-volume-no-parent answer the same argv \(zfs create -V 1048576 -o compression=lz4 tank\/guests\/new\/vol\): name them in order$/)
     const made = await setup(t, ['svc-create-volume-no-parent', 'svc-create-parents', 'svc-create-volume-new', 'svc-get-new-vol'])
     t.same(await made.services.volumes.createVolume({ id: 'guests/new/vol', size: 1 }), {
       volumes: [{ id: 'tank/guests/new/vol', size: 1, device: '/dev/zvol/tank/guests/new/vol' }],
