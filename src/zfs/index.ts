@@ -17,6 +17,7 @@ export * from './types.js'
 export * as names from './names.js'
 export { zvolPath } from './names.js'
 export { createZfsRunner, type ZfsRunner } from './runner.js'
+export type { ExecOptions } from '../common/exec.js'
 
 type Props = Readonly<Record<string, string>>
 

@@ -15,7 +15,7 @@ import { NotFoundError } from '../../src/agent/errors.js'
 import { ZfsCommandError } from '../../src/zfs/errors.js'
 
 // The real request structs, so these tests follow any change to them.
-import { IMAGE_REQUEST as IMAGE, SNAPSHOT_REQUEST as SNAPSHOT, VOLUME_REQUEST as VOLUME, DISK, NIC, GUEST, GUEST_REQUEST } from '../../src/agent/rpc/methods.js'
+import { IMAGE_REQUEST as IMAGE, SNAPSHOT_REQUEST as SNAPSHOT, VOLUME_REQUEST as VOLUME, DISK, NIC, GUEST, GUEST_REQUEST } from '../../src/agent/rpc/requests.js'
 
 const ZFS_TEXT = 'exit status 1: "/sbin/zfs zfs destroy pool/x" => cannot open \'pool/x\': dataset does not exist\n'
 

@@ -24,7 +24,7 @@ import { BodyTooLarge, readBody } from '../../common/body.js'
 import { wireError } from '../rpc/error-codes.js'
 import { decodeParams } from '../rpc/gorilla/decode.js'
 import { parseJson } from '../rpc/gorilla/json.js'
-import { DOWNLOAD_REQUEST } from '../rpc/methods.js'
+import { DOWNLOAD_REQUEST } from '../rpc/requests.js'
 import type { Logger } from '../../common/log.js'
 import type { createDownloadService, DownloadRequest, Probe } from '../services/downloads.js'
 
