@@ -1,8 +1,6 @@
 /**
- * Parameter schemas: the Go request structs of the original, as data. The
- * decoder (gorilla/decode.ts) follows encoding/json; `Infer` gives the
- * TypeScript type the decoder produces, so each struct is written once.
- * Keys here are the canonical JSON names.
+ * Parameter schemas: the Go request structs as data, keyed by canonical JSON name. The decoder
+ * (gorilla/decode.ts) reads them; `Infer` is the type it produces, so each struct is written once.
  */
 export type FieldSpec =
   | { readonly kind: 'string' }

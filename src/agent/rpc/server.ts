@@ -1,8 +1,6 @@
 /**
- * The agent's method registry: one json-rpc-2.0 server holding the method
- * table (plus the README's alias names). Both wire dialects call it, one call
- * at a time, with the call context as serverParams; its middleware observes
- * each call and maps what a method throws through rpc/error-codes.ts.
+ * The method registry: one json-rpc-2.0 server over the method table (and aliases); both dialects
+ * call it one call at a time, the call context as serverParams; middleware observes and maps errors.
  */
 import { createJSONRPCErrorResponse, JSONRPCServer, type JSONRPCError, type JSONRPCResponse, type JSONRPCServerMiddleware } from 'json-rpc-2.0'
 import { METHOD_ALIASES, type CallContext, type MethodTable } from './method.js'
