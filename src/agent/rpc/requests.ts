@@ -3,6 +3,8 @@
  * each spec is the decoder's input, and its `Infer` the services' param type.
  */
 import { array, bool, int, map, str, struct, uint64, type Infer } from './schema.js'
+import { decodeParams } from './gorilla/decode.js'
+import { parseJson } from './gorilla/json.js'
 
 /** rpc.ImageRequest, plus ours: `async` (answer at once with the pending record), `format`, and `sha256` (required with `source`). */
 export const IMAGE_REQUEST = { id: str, type: str, dest: str, source: str, async: bool, format: str, sha256: str } as const
@@ -39,3 +41,8 @@ export type GuestRequest = Infer<typeof GUEST_REQUEST>
 export type Guest = Infer<typeof GUEST>
 export type Disk = Infer<typeof DISK>
 export type Nic = Infer<typeof NIC>
+
+/** The download route's JSON body, read the Go way (the first value, keys folded, Go's type errors). */
+export function decodeDownloadRequest(body: string): DownloadRequest {
+  return decodeParams(parseJson(body), DOWNLOAD_REQUEST)
+}
