@@ -7,6 +7,7 @@ import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { request } from 'node:http'
+import { spawnSync } from 'node:child_process'
 import { haveZfs, sh } from '../helpers/zpool.js'
 import { startAgent } from '../helpers/agent.js'
 
@@ -31,7 +32,7 @@ chmodSync(join(dir, 'zfs'), 0o755)
 process.env.PATH = `${dir}:${process.env.PATH ?? ''}`
 
 const zfs = (args: string[]) => sh(REAL_ZFS, args)
-const exists = (name: string) => { try { zfs(['list', '-H', '-t', 'all', name]); return true } catch { return false } }
+const exists = (name: string) => spawnSync(REAL_ZFS, ['list', '-H', '-t', 'all', name], { stdio: 'ignore' }).status === 0
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const pids = () => readFileSync(PIDS, 'utf8').split('\n').filter(Boolean).map(Number)
 const alive = (pid: number) => { try { process.kill(pid, 0); return true } catch { return false } }
