@@ -64,7 +64,7 @@ try {
   z(cmd.hold('mistify-send', 'tank/guests/g1@snap-2'))
   const stream = spawnSync('zfs', cmd.send('tank/images/img@base'), { env, maxBuffer: 1 << 28 }).stdout
 
-  record('version', 'zfs', cmd.version())
+  record('version', 'zfs', ['version'])
   record('list-all', 'zfs', cmd.list({ types: ['filesystem', 'volume', 'snapshot'], roots: ['tank'] }))
   record('list-snapshots', 'zfs', cmd.list({ types: ['snapshot'], roots: ['tank/guests'] }))
   record('list-volumes', 'zfs', cmd.list({ types: ['volume'], roots: ['tank'] }))

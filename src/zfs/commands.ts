@@ -146,9 +146,9 @@ const TOKEN = /^[0-9a-f]+-[0-9a-f]+-[0-9a-f]+-[0-9a-f]+$/i
  * Resume an interrupted send from the receiver's receive_resume_token. With
  * `describe`, a dry run that also prints the token's contents (toname, ...).
  */
-export function sendResume(token: string, o: { estimate?: boolean; describe?: boolean } = {}): Argv {
+export function sendResume(token: string, o: { describe?: boolean } = {}): Argv {
   if (!TOKEN.test(token) || token.length > 4096) throw new InvalidDatasetNameError('malformed receive_resume_token')
-  return ['send', ...(o.describe ? ['-n', '-v', '-P'] : o.estimate ? ['-n', '-P'] : []), '-t', token]
+  return ['send', ...(o.describe ? ['-n', '-v', '-P'] : []), '-t', token]
 }
 
 export function receive(name: string, o: ReceiveOptions = {}): Argv {
@@ -158,12 +158,6 @@ export function receive(name: string, o: ReceiveOptions = {}): Argv {
     return ['-x', p]
   })
   return ['receive', ...flag(o.resumable, '-s'), ...flag(o.force, '-F'), ...flag(o.noMount, '-u'), ...propArgs(o.props), ...exclude, name]
-}
-
-/** Drop the saved partial state of an interrupted `receive -s`. */
-export function receiveAbort(name: string): Argv {
-  assertDatasetName(name)
-  return ['receive', '-A', name]
 }
 
 function assertTag(tag: string): void {
@@ -188,17 +182,8 @@ export function holds(snaps: readonly string[], o: { recursive?: boolean } = {})
   return ['holds', '-H', ...flag(o.recursive, '-r'), ...snaps]
 }
 
-export function version(): Argv {
-  return ['version']
-}
-
 export function zpoolList(name?: string): Argv {
   if (name !== undefined) assertPoolName(name)
   return ['list', '-H', '-p', '-o', POOL_COLUMNS.join(','), ...(name === undefined ? [] : [name])]
 }
 
-export function zpoolGet(name: string, props: readonly string[]): Argv {
-  assertPoolName(name)
-  for (const p of props) if (!PROP_NAME.test(p)) throw new InvalidDatasetNameError(`invalid property name ${JSON.stringify(p)}`)
-  return ['get', '-H', '-p', '-o', 'name,property,value,source', props.join(','), name]
-}

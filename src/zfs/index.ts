@@ -17,6 +17,7 @@ export * from './types.js'
 export * as names from './names.js'
 export { zvolPath } from './names.js'
 export { createZfsRunner, type ZfsRunner } from './runner.js'
+export type { ExecOptions } from '../common/exec.js'
 
 type Props = Readonly<Record<string, string>>
 
@@ -46,17 +47,14 @@ export interface Zfs {
   sendResume(token: string, x?: ExecOptions): Child
   /** Estimated stream size in bytes (`zfs send -nP`). */
   sendEstimate(snap: string, o?: SendOptions, x?: ExecOptions): Promise<number>
-  sendResumeEstimate(token: string, x?: ExecOptions): Promise<number>
   /** What a resume token names, decoded by zfs itself (so a corrupt one is refused). */
   describeResumeToken(token: string, x?: ExecOptions): Promise<parse.ResumeTokenInfo>
   /** Pipe `input` into `zfs receive`; rejects with zfs's error, or the input's. */
   receive(name: string, input: Readable | AsyncIterable<Buffer>, o?: ReceiveOptions, x?: ExecOptions): Promise<void>
-  receiveAbort(name: string, x?: ExecOptions): Promise<void>
   hold(tag: string, snap: string, o?: { recursive?: boolean }, x?: ExecOptions): Promise<void>
   release(tag: string, snap: string, o?: { recursive?: boolean }, x?: ExecOptions): Promise<void>
   holds(snaps: readonly string[], o?: { recursive?: boolean }, x?: ExecOptions): Promise<Hold[]>
   pools(name?: string, x?: ExecOptions): Promise<Pool[]>
-  version(x?: ExecOptions): Promise<{ userland: string; kernel: string | undefined }>
 }
 
 export function createZfs(runner: ZfsRunner = createZfsRunner()): Zfs {
@@ -99,7 +97,6 @@ export function createZfs(runner: ZfsRunner = createZfsRunner()): Zfs {
     send(snap, o, x) { return runner.spawn('zfs', cmd.send(snap, o), { ...x, stdout: 'pipe' }) },
     sendResume(token, x) { return runner.spawn('zfs', cmd.sendResume(token), { ...x, stdout: 'pipe' }) },
     async sendEstimate(snap, o, x) { return parse.parseSendEstimate(await zfs(cmd.sendEstimate(snap, o), x)) },
-    async sendResumeEstimate(token, x) { return parse.parseSendEstimate(await zfs(cmd.sendResume(token, { estimate: true }), x)) },
     async describeResumeToken(token, x) { return parse.parseResumeToken(await zfs(cmd.sendResume(token, { describe: true }), x)) },
     async receive(name, input, o, x) {
       const child = runner.spawn('zfs', cmd.receive(name, o), { ...x, stdin: 'pipe', stdout: 'ignore' })
@@ -114,12 +111,10 @@ export function createZfs(runner: ZfsRunner = createZfsRunner()): Zfs {
       if (exited.status === 'rejected') throw exited.reason
       if (f.status === 'rejected') throw f.reason
     },
-    async receiveAbort(name, x) { await zfs(cmd.receiveAbort(name), x) },
     async hold(tag, snap, o, x) { await zfs(cmd.hold(tag, snap, o), x) },
     async release(tag, snap, o, x) { await zfs(cmd.release(tag, snap, o), x) },
     async holds(snaps, o, x) { return parse.parseHolds(await zfs(cmd.holds(snaps, o), x)) },
     async pools(name, x) { return parse.parsePools(await runner.run('zpool', cmd.zpoolList(name), x)) },
-    async version(x) { return parse.parseVersion(await zfs(cmd.version(), x)) },
   }
   return zfsApi
 }

@@ -61,21 +61,12 @@ export function assertAnyName(name: string): void {
   else assertDatasetName(name)
 }
 
-export function isSnapshotName(name: string): boolean {
-  return name.includes('@')
-}
-
 export function splitSnapshotName(name: string): { dataset: string; snapshot: string } {
   if (typeof name !== 'string') invalid(String(name), 'not a string')
   const at = name.indexOf('@')
   if (at < 0) invalid(name, "missing '@'")
   if (name.indexOf('@', at + 1) >= 0) invalid(name, "more than one '@'")
   return { dataset: name.slice(0, at), snapshot: name.slice(at + 1) }
-}
-
-/** The pool a dataset or snapshot name belongs to. */
-export function poolOf(name: string): string {
-  return name.split(/[/@]/, 1)[0] ?? ''
 }
 
 /** True when `name` is `root` itself or lies below it (snapshots of either included). */

@@ -92,15 +92,6 @@ export function parseSendEstimate(stdout: string): number {
   return num(line.split('\t')[1] ?? '', 'send size')
 }
 
-/** `zfs version`: `zfs-2.1.11-1` and `zfs-kmod-2.1.11-1`. */
-export function parseVersion(stdout: string): { userland: string; kernel: string | undefined } {
-  const lines = stdout.split('\n').map((l) => l.trim()).filter(Boolean)
-  const user = lines.find((l) => l.startsWith('zfs-') && !l.startsWith('zfs-kmod-'))
-  if (!user) throw new ZfsParseError(`zfs version: unexpected output ${JSON.stringify(stdout.slice(0, 200))}`)
-  const kmod = lines.find((l) => l.startsWith('zfs-kmod-'))
-  return { userland: user.slice(4), kernel: kmod?.slice(9) }
-}
-
 /**
  * `zfs send -n -v -P -t TOKEN`: "resume token contents:" then an nvlist dump
  * (`\ttoname = pool/fs@snap`, `\ttoguid = 0x…`, …), then the dry run's own

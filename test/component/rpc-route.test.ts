@@ -1,13 +1,15 @@
 /**
- * rpcRoute in a real Koa app on 127.0.0.1:0 with a fake method table: the
- * wire bytes of both dialects, every transport error, limits and abort.
+ * rpcHandler on @koa/router in a real Koa app on 127.0.0.1:0, over a json-rpc-2.0 server with a
+ * fake method table: the wire bytes of both dialects, every transport error, limits and abort.
  */
 import t, { type Test } from 'tap'
 import Koa from 'koa'
+import Router from '@koa/router'
 import http from 'node:http'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
-import { rpcRoute, RPC_PATH, type RpcRouteOptions } from '../../src/agent/http/rpc-route.js'
+import { rpcHandler, rpcMethodNotAllowed, RPC_PATH, type RpcRouteOptions } from '../../src/agent/http/rpc-route.js'
+import { rpcServer, type RpcEvent } from '../../src/agent/rpc/server.js'
 import type { MethodTable, RpcMethod } from '../../src/agent/rpc/method.js'
 import { MAX_BATCH } from '../../src/agent/rpc/gorilla/protocol.js'
 import { array, bool, int, map, str, struct, uint64, type StructSpec } from '../../src/agent/rpc/schema.js'
@@ -15,7 +17,7 @@ import { NotFoundError } from '../../src/agent/errors.js'
 import { ZfsCommandError } from '../../src/zfs/errors.js'
 
 // The real request structs, so these tests follow any change to them.
-import { IMAGE_REQUEST as IMAGE, SNAPSHOT_REQUEST as SNAPSHOT, VOLUME_REQUEST as VOLUME, DISK, NIC, GUEST, GUEST_REQUEST } from '../../src/agent/rpc/methods.js'
+import { IMAGE_REQUEST as IMAGE, SNAPSHOT_REQUEST as SNAPSHOT, VOLUME_REQUEST as VOLUME, DISK, NIC, GUEST, GUEST_REQUEST } from '../../src/agent/rpc/requests.js'
 
 const ZFS_TEXT = 'exit status 1: "/sbin/zfs zfs destroy pool/x" => cannot open \'pool/x\': dataset does not exist\n'
 
@@ -52,19 +54,26 @@ const METHODS: MethodTable = new Map<string, RpcMethod>([
   }), 'RequestImage')],
 ])
 
-interface Server { url: string; host: string; port: number; logs: Array<{ obj: object; msg: string }> }
+interface Server { url: string; host: string; port: number; logs: Array<{ obj: object; msg: string }>; events: RpcEvent[] }
 
+/** Mounted as app.ts mounts it: POST on the router, any other method gorilla's 405. */
 async function start(t: Test, opts: RpcRouteOptions = {}): Promise<Server> {
   const logs: Server['logs'] = []
+  const events: RpcEvent[] = []
+  const log = (obj: object, msg: string) => logs.push({ obj, msg })
   const app = new Koa()
-  app.use(rpcRoute(METHODS, { log: (obj, msg) => logs.push({ obj, msg }), ...opts }))
+  const router = new Router()
+  router.post(RPC_PATH, rpcHandler(rpcServer(METHODS, { log, observe: (e) => events.push(e) }), { log, ...opts }))
+  router.all(RPC_PATH, rpcMethodNotAllowed)
+  app.use(async (ctx, next) => { ctx.state.requestId = ctx.get('X-Request-Id') || undefined; await next() })
+  app.use(router.routes())
   app.use((ctx) => { ctx.status = 404; ctx.body = 'fell through' })
   app.on('error', (err: Error) => logs.push({ obj: { err }, msg: 'koa error' }))
   const server = app.listen(0, '127.0.0.1')
   await once(server, 'listening')
   t.teardown(() => { server.closeAllConnections(); server.close() })
   const { port } = server.address() as AddressInfo
-  return { url: `http://127.0.0.1:${port}${RPC_PATH}`, host: '127.0.0.1', port, logs }
+  return { url: `http://127.0.0.1:${port}${RPC_PATH}`, host: '127.0.0.1', port, logs, events }
 }
 
 interface Reply { status: number; text: string; type: string | null; nosniff: string | null }
@@ -343,4 +352,24 @@ t.test('item 12: a batch whose client goes away starts no further calls', async 
   await new Promise((r) => setTimeout(r, 100)) // time for the route to run on, if it would
   t.equal(seen.counts.get('CloneImage') ?? 0, before, 'none of the 20 calls after it started')
   t.ok(s.logs.some((l) => l.msg === 'rpc batch cut short: the client went away' && (l.obj as { started: number }).started === 1), 'and the route said so')
+})
+
+t.test('each call observed once: canonical name, outcome, request id; transport errors are not calls', async (t) => {
+  const s = await start(t)
+  const res = await fetch(s.url, {
+    method: 'POST', headers: { 'Content-Type': 'application/json', 'X-Request-Id': 'req-1' },
+    body: `[${['ListSnapshot', 'GetImage', 'DeleteImage', 'VerifyDisks'].map((m, i) => `{"jsonrpc":"2.0","method":"${m}","id":${i}}`).join(',')}]`,
+  })
+  t.equal(res.status, 200)
+  t.same(s.events.map((e) => [e.method, e.outcome, e.requestId]), [
+    ['ListSnapshots', 'ok', 'req-1'], ['GetImage', 'not_found', 'req-1'], ['DeleteImage', 'internal', 'req-1'],
+    ['VerifyDisks', 'ok', 'req-1'], // it ran; only its result could not be encoded
+  ])
+  t.ok(s.events.every((e) => typeof e.durationMs === 'number' && e.durationMs >= 0))
+  await post(s.url, call1('DeleteDataset', {}, '1'))
+  t.same(s.events.at(-1), { ...s.events.at(-1), method: 'DeleteDataset', outcome: 'zfs_other', requestId: undefined })
+  const n = s.events.length
+  await post(s.url, call1('CreateVolume', { size: '1' }, '1'))
+  await post(s.url, '{"jsonrpc":"2.0","method":"Nope","id":1}')
+  t.equal(s.events.length, n, 'a request refused before the call is not observed')
 })

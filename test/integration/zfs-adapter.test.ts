@@ -7,7 +7,7 @@ import {
   createZfs, DatasetExistsError, DatasetNotFoundError, HasDependentClonesError, HasChildrenError,
   InvalidDatasetNameError, InvalidStreamError, MoreRecentSnapshotsError, DatasetBusyError,
 } from '../../src/zfs/index.js'
-import { createFilePool, haveZfs, settle } from '../helpers/zpool.js'
+import { createFilePool, haveZfs, settle, sh } from '../helpers/zpool.js'
 
 if (!haveZfs) {
   t.comment('real ZFS only: run inside the VM (npm test does)')
@@ -58,8 +58,7 @@ t.test('adapter against a real pool', async (t) => {
   const { name: pool } = createFilePool(t)
 
   t.test('version and pool', async (t) => {
-    const v = await zfs.version()
-    t.match(v.userland, /^2\./)
+    t.match(sh('zfs', ['version']), /^zfs-2\./) // the adapter has no use for it: the CLI
     const [p] = await zfs.pools(pool)
     t.equal(p?.name, pool)
     t.equal(p?.health, 'ONLINE')
@@ -151,8 +150,8 @@ t.test('adapter against a real pool', async (t) => {
     await full.done.catch(() => {})
     const partial = await zfs.getDataset(`${pool}/images/partial`)
     t.ok(partial.receiveResumeToken, 'a resume token is kept')
-    const rest = await zfs.sendResumeEstimate(partial.receiveResumeToken!)
-    t.ok(rest > 0)
+    const rest = /^size\t(\d+)$/m.exec(sh('zfs', ['send', '-n', '-P', '-t', partial.receiveResumeToken!]))
+    t.ok(Number(rest?.[1]) > 0)
     await sendInto(zfs.sendResume(partial.receiveResumeToken!), `${pool}/images/partial`, { resumable: true })
     settle()
     t.equal(await sha256(`/dev/zvol/${pool}/images/partial`), await sha256(dev), 'resumed stream is complete')
@@ -162,7 +161,7 @@ t.test('adapter against a real pool', async (t) => {
     await t.rejects(zfs.receive(`${pool}/images/aborted`, cutAfter(cut2, 2 * MiB), { resumable: true }), InvalidStreamError)
     await cut2.done.catch(() => {})
     t.ok((await zfs.getDataset(`${pool}/images/aborted`)).receiveResumeToken, 'partial state kept')
-    await zfs.receiveAbort(`${pool}/images/aborted`)
+    sh('zfs', ['receive', '-A', `${pool}/images/aborted`])
     t.equal(await zfs.findDataset(`${pool}/images/aborted`), undefined, 'receive -A drops the partial state')
   })
 

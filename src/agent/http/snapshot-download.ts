@@ -6,9 +6,7 @@ import type { ServerResponse } from 'node:http'
 import { InvalidParamsError } from '../errors.js'
 import { BodyTooLarge, readBody } from '../../common/body.js'
 import { wireError } from '../rpc/error-codes.js'
-import { decodeParams } from '../rpc/gorilla/decode.js'
-import { parseJson } from '../rpc/gorilla/json.js'
-import { DOWNLOAD_REQUEST } from '../rpc/methods.js'
+import { decodeDownloadRequest } from '../rpc/requests.js'
 import type { Logger } from '../../common/log.js'
 import type { createDownloadService, DownloadRequest, Probe } from '../services/downloads.js'
 
@@ -40,8 +38,7 @@ async function requestOf(ctx: Koa.Context): Promise<DownloadRequest> {
     ctx.set('Connection', 'close') // the rest of the body was drained, not read
     throw new InvalidParamsError('request body too large')
   })
-  const value = parseJson(body.toString('utf8'))
-  return decodeParams(value, DOWNLOAD_REQUEST) as unknown as DownloadRequest
+  return decodeDownloadRequest(body.toString('utf8'))
 }
 
 function headersOf(p: Probe): Record<string, string> {

@@ -1,8 +1,6 @@
 /**
- * Parameter schemas: the Go request structs of the original, as data. The
- * decoder (decode.ts) follows encoding/json: keys match case-insensitively,
- * unknown keys are ignored, missing keys get the zero value, and a wrong type
- * is an error. Keys here are the canonical JSON names.
+ * Parameter schemas: the Go request structs as data, keyed by canonical JSON name. The decoder
+ * (gorilla/decode.ts) reads them; `Infer` is the type it produces, so each struct is written once.
  */
 export type FieldSpec =
   | { readonly kind: 'string' }
@@ -20,10 +18,26 @@ export type FieldSpec =
 
 export type StructSpec = Readonly<Record<string, FieldSpec>>
 
+/** The value a field decodes to. */
+export type InferField<F extends FieldSpec> =
+  F extends { readonly kind: 'string' } ? string
+    : F extends { readonly kind: 'bool' } ? boolean
+      : F extends { readonly kind: 'uint64' | 'int' } ? number
+        : F extends { readonly kind: 'struct'; readonly fields: infer S extends StructSpec; readonly nullable: true } ? Infer<S> | null
+          : F extends { readonly kind: 'struct'; readonly fields: infer S extends StructSpec } ? Infer<S>
+            : F extends { readonly kind: 'array'; readonly of: infer E extends FieldSpec } ? Array<InferField<E>> | null
+              : F extends { readonly kind: 'map'; readonly of: infer E extends FieldSpec } ? Record<string, InferField<E>> | null
+                : never
+
+/** The object a struct decodes to (every key present: missing ones get Go's zero value); any struct at all: a record. */
+export type Infer<S extends StructSpec> = string extends keyof S ? Record<string, unknown> : { -readonly [K in keyof S]: InferField<S[K]> }
+
 export const str = { kind: 'string' } as const
 export const bool = { kind: 'bool' } as const
 export const uint64 = { kind: 'uint64' } as const
 export const int = { kind: 'int' } as const
-export const struct = (fields: StructSpec, nullable = false): FieldSpec => ({ kind: 'struct', fields, nullable })
-export const array = (of: FieldSpec): FieldSpec => ({ kind: 'array', of })
-export const map = (of: FieldSpec): FieldSpec => ({ kind: 'map', of })
+export function struct<S extends StructSpec, N extends boolean = false>(fields: S, nullable?: N) {
+  return { kind: 'struct', fields, nullable: (nullable ?? false) as N } as const
+}
+export const array = <E extends FieldSpec>(of: E) => ({ kind: 'array', of }) as const
+export const map = <E extends FieldSpec>(of: E) => ({ kind: 'map', of }) as const

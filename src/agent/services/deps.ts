@@ -1,5 +1,5 @@
 /** What every service gets. Composition happens in services/index.ts. */
-import { ParentNotFoundError, type Zfs } from '../../zfs/index.js'
+import { ParentNotFoundError, type ExecOptions, type Zfs } from '../../zfs/index.js'
 import type { Scope } from './scope.js'
 import type { ImageRecords } from '../catalog.js'
 import type { FetchQueue } from '../jobs/queue.js'
@@ -21,13 +21,13 @@ export const VOLUME_PROPS = { compression: 'lz4' } as const
  * missing. Not `create -p` for the volume itself: that succeeds silently when
  * it already exists.
  */
-export async function createVolumeStrict(zfs: Deps['zfs'], name: string, bytes: number): Promise<void> {
-  await withParents(zfs, name, () => zfs.createVolume(name, bytes, { props: VOLUME_PROPS }))
+export async function createVolumeStrict(zfs: Deps['zfs'], name: string, bytes: number, x: ExecOptions = {}): Promise<void> {
+  await withParents(zfs, name, x, () => zfs.createVolume(name, bytes, { props: VOLUME_PROPS }, x))
 }
 
 /** Clone a snapshot to a new volume, parents made when missing (same reason as above). */
-export async function cloneStrict(zfs: Deps['zfs'], snapshot: string, dest: string): Promise<void> {
-  await withParents(zfs, dest, () => zfs.clone(snapshot, dest, { props: VOLUME_PROPS }))
+export async function cloneStrict(zfs: Deps['zfs'], snapshot: string, dest: string, x: ExecOptions = {}): Promise<void> {
+  await withParents(zfs, dest, x, () => zfs.clone(snapshot, dest, { props: VOLUME_PROPS }, x))
 }
 
 /**
@@ -35,12 +35,12 @@ export async function cloneStrict(zfs: Deps['zfs'], snapshot: string, dest: stri
  * parents and run it once more. Usually the parent exists, and asking first
  * would cost a zfs command (a tenth of a second or more) on every call.
  */
-async function withParents(zfs: Deps['zfs'], name: string, make: () => Promise<void>): Promise<void> {
+async function withParents(zfs: Deps['zfs'], name: string, x: ExecOptions, make: () => Promise<void>): Promise<void> {
   try {
     await make()
   } catch (e) {
     if (!(e instanceof ParentNotFoundError)) throw e
-    await zfs.createFilesystem(parentOf(name), { parents: true })
+    await zfs.createFilesystem(parentOf(name), { parents: true }, x)
     await make()
   }
 }

@@ -13,19 +13,20 @@ import { DatasetExistsError, DatasetNotFoundError, ParentNotFoundError, zvolPath
 import { MiB, guestWire, type Disk, type Guest } from './shapes.js'
 import { cloneStrict, createVolumeStrict, type Deps } from './deps.js'
 import { createKeyedLock } from './keyed-lock.js'
+import type { GuestRequest } from '../rpc/requests.js'
 
-export interface GuestRequest { guest: Guest | null; action: string; args: Record<string, string> | null }
+export type { GuestRequest }
 
 const INVALID = 'invalid argument'
 
 /** Bytes a new dataset under <pool>/guests may still take (VerifyDisks and CloneImage reckon alike). */
-export async function guestsAvailable(d: Pick<Deps, 'zfs' | 'scope'>): Promise<number> {
-  return (await d.zfs.getDataset(d.scope.guests)).available ?? 0
+export async function guestsAvailable(d: Pick<Deps, 'zfs' | 'scope'>, signal?: AbortSignal): Promise<number> {
+  return (await d.zfs.getDataset(d.scope.guests, { signal })).available ?? 0
 }
 
 /** `no space left on device` unless `mib` MiB fit under <pool>/guests. */
-export async function assertGuestsRoom(d: Pick<Deps, 'zfs' | 'scope'>, mib: number): Promise<void> {
-  if (!Number.isSafeInteger(mib * MiB) || mib * MiB > (await guestsAvailable(d))) throw new NoSpaceError()
+export async function assertGuestsRoom(d: Pick<Deps, 'zfs' | 'scope'>, mib: number, signal?: AbortSignal): Promise<void> {
+  if (!Number.isSafeInteger(mib * MiB) || mib * MiB > (await guestsAvailable(d, signal))) throw new NoSpaceError()
 }
 
 export function createDiskService(d: Deps) {
@@ -45,14 +46,14 @@ export function createDiskService(d: Deps) {
   }
 
   /** Make <pool>/guests/<id>; false when it was there already (then it is not ours to undo). */
-  async function makeGuestDataset(guestDs: string): Promise<boolean> {
+  async function makeGuestDataset(guestDs: string, signal?: AbortSignal): Promise<boolean> {
     try {
-      await zfs.createFilesystem(guestDs)
+      await zfs.createFilesystem(guestDs, {}, { signal })
       return true
     } catch (e) {
       if (e instanceof DatasetExistsError) return false
       if (!(e instanceof ParentNotFoundError)) throw e
-      await zfs.createFilesystem(guestDs, { parents: true }) // <pool>/guests itself was gone
+      await zfs.createFilesystem(guestDs, { parents: true }, { signal }) // <pool>/guests itself was gone
       return true
     }
   }
@@ -63,28 +64,28 @@ export function createDiskService(d: Deps) {
    * zfs says it exists costs one zfs command for a new disk, and cannot
    * mistake a disk someone else made in between for one of ours.
    */
-  async function makeDisk(disk: Disk, volume: string): Promise<boolean> {
+  async function makeDisk(disk: Disk, volume: string, signal?: AbortSignal): Promise<boolean> {
     try {
       if (disk.image) {
         const r = await records.get(disk.image)
         if (!r) throw new NotFoundError()
-        await cloneStrict(zfs, scope.check(r.snapshot), volume)
+        await cloneStrict(zfs, scope.check(r.snapshot), volume, { signal })
       } else {
-        await createVolumeStrict(zfs, volume, disk.size * MiB)
+        await createVolumeStrict(zfs, volume, disk.size * MiB, { signal })
       }
       return true
     } catch (e) {
       // The record's snapshot vanished behind our back (the parent exists: cloneStrict makes it).
       if (e instanceof DatasetNotFoundError && !(e instanceof ParentNotFoundError)) throw new NotFoundError('not found', { cause: e })
       if (!(e instanceof DatasetExistsError)) throw e
-      const existing = await zfs.findDataset(volume)
+      const existing = await zfs.findDataset(volume, { signal })
       if (existing?.type !== 'volume') throw new ConflictError(`${volume} exists and is not a volume`)
       return false
     }
   }
 
   /** Check each disk, fill image disks' sizes from the image, and the total against free space. */
-  async function verify(p: GuestRequest): Promise<Guest> {
+  async function verify(p: GuestRequest, signal?: AbortSignal): Promise<Guest> {
     const g = guestOf(p)
     if (!g.disks?.length) throw new InvalidParamsError(INVALID)
     const disks: Disk[] = []
@@ -101,13 +102,13 @@ export function createDiskService(d: Deps) {
       needBytes += size * MiB
       disks.push({ ...disk, size })
     }
-    if (needBytes > (await guestsAvailable(d))) throw new NoSpaceError()
+    if (needBytes > (await guestsAvailable(d, signal))) throw new NoSpaceError()
     return { ...g, disks }
   }
 
   return {
-    async verifyDisks(p: GuestRequest) {
-      return serialised(p, async () => ({ guest: guestWire(await verify(p)) }))
+    async verifyDisks(p: GuestRequest, signal?: AbortSignal) {
+      return serialised(p, async () => ({ guest: guestWire(await verify(p, signal)) }))
     },
 
     /**
@@ -115,18 +116,20 @@ export function createDiskService(d: Deps) {
      * when a later one fails, and the guest's dataset too if this call made
      * it and nothing else is in it. Disks that already exist are kept as they
      * are, so the call can be repeated; they are never this call's to undo.
+     * The undo runs without the call's signal: a client gone mid-way aborts
+     * the making, never the cleaning up.
      */
-    async createGuestDisks(p: GuestRequest) {
+    async createGuestDisks(p: GuestRequest, signal?: AbortSignal) {
       return serialised(p, async () => {
-        const g = await verify(p)
+        const g = await verify(p, signal)
         const guestDs = scope.guestDataset(g.id)
-        const madeGuest = await makeGuestDataset(guestDs)
+        const madeGuest = await makeGuestDataset(guestDs, signal)
         const created: string[] = []
         const disks: Disk[] = []
         try {
           for (const [i, disk] of (g.disks ?? []).entries()) {
             const volume = `${guestDs}/disk-${i}`
-            if (await makeDisk(disk, volume)) created.push(volume)
+            if (await makeDisk(disk, volume, signal)) created.push(volume)
             disks.push({ ...disk, volume, source: zvolPath(volume) })
           }
         } catch (e) {
@@ -139,12 +142,12 @@ export function createDiskService(d: Deps) {
       })
     },
 
-    async deleteGuestsDisks(p: GuestRequest) {
+    async deleteGuestsDisks(p: GuestRequest, signal?: AbortSignal) {
       return serialised(p, async () => {
         const g = guestOf(p)
         const guestDs = scope.guestDataset(g.id)
         // A guest with no datasets has nothing to delete: success (the original's bug 1).
-        if (await zfs.findDataset(guestDs)) await zfs.destroy(guestDs, { recursive: true })
+        if (await zfs.findDataset(guestDs, { signal })) await zfs.destroy(guestDs, { recursive: true }, { signal })
         return { guest: guestWire({ ...g, disks: null }) }
       })
     },

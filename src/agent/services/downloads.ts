@@ -17,19 +17,9 @@ import { getExisting } from './lookup.js'
 import type { Deps } from './deps.js'
 import type { Config } from '../config.js'
 import type { createSnapshotService } from './snapshots.js'
+import type { DownloadRequest } from '../rpc/requests.js'
 
-export interface DownloadRequest {
-  id: string
-  recursive: boolean
-  /** Incremental base: '@snap', 'guests/x@snap' (relative) or a full name; same dataset or its origin. */
-  from: string
-  /** -I instead of -i: include the snapshots between. */
-  intermediates: boolean
-  /** receive_resume_token from an interrupted `zfs receive -s`. */
-  token: string
-  compressed: boolean
-  raw: boolean
-}
+export type { DownloadRequest }
 
 export interface Lease {
   readonly snapshot: string

@@ -9,14 +9,9 @@ import { cloneStrict, type Deps } from './deps.js'
 import { assertGuestsRoom } from './disks.js'
 import { DatasetNotFoundError, zvolPath } from '../../zfs/index.js'
 import { createSourcePolicy } from '../../common/address-policy.js'
+import type { ImageRequest } from '../rpc/requests.js'
 
-export interface ImageRequest {
-  id: string; type: string; dest: string; source: string; async?: boolean
-  /** RequestImage: what the bytes are (zfs, raw, qcow2); empty to tell by the bytes. */
-  format?: string
-  /** RequestImage: sha256 of the bytes as served; required with `source`. */
-  sha256?: string
-}
+export type { ImageRequest }
 
 const SHA256 = /^[0-9a-f]{64}$/
 
@@ -169,18 +164,18 @@ export function createImageService(d: Deps) {
       return { images: [imageWire(await job)] }
     },
 
-    async deleteImage(p: ImageRequest): Promise<{ images: WireImage[] }> {
+    async deleteImage(p: ImageRequest, signal?: AbortSignal): Promise<{ images: WireImage[] }> {
       const r = await record(p.id)
       if (fetches.has(r.id)) throw new ConflictError(`image ${r.id} is being fetched; delete it when the fetch has ended`)
       const volume = r.volume ? scope.check(r.volume, { below: true }) : undefined
       // One recursive destroy takes the snapshot too, and zfs refuses it whole
       // while guest disks are cloned from the image: nothing half deleted.
-      if (volume && (await zfs.findDataset(volume))) await zfs.destroy(volume, { recursive: true })
+      if (volume && (await zfs.findDataset(volume, { signal }))) await zfs.destroy(volume, { recursive: true }, { signal })
       await records.del(r.id)
       return { images: [imageWire(r)] }
     },
 
-    async cloneImage(p: ImageRequest): Promise<{ volumes: WireVolume[] }> {
+    async cloneImage(p: ImageRequest, signal?: AbortSignal): Promise<{ volumes: WireVolume[] }> {
       if (!p.dest) throw new InvalidParamsError('need dest')
       const r = await usable(p.id)
       // dest: a full name under <pool>/ as the original took it verbatim, or relative like every other id.
@@ -189,11 +184,11 @@ export function createImageService(d: Deps) {
       const dest = p.dest.startsWith(`${scope.pool}/`) ? scope.check(p.dest, fence) : scope.resolve(p.dest, fence)
       if (dest.includes('@')) throw new InvalidParamsError('dest must name a volume, not a snapshot')
       // The space check VerifyDisks makes: a clone may grow to the image's size.
-      await assertGuestsRoom(d, r.size)
+      await assertGuestsRoom(d, r.size, signal)
       // The clone itself is one zfs command in the usual case: the record names
       // the snapshot, and a clone is as big as its origin, so neither needs looking up.
       try {
-        await cloneStrict(zfs, scope.check(r.snapshot), dest)
+        await cloneStrict(zfs, scope.check(r.snapshot), dest, { signal })
       } catch (e) {
         // The record's snapshot vanished behind our back (its parent always exists: it is the image).
         if (e instanceof DatasetNotFoundError) throw new NotFoundError('not found', { cause: e })

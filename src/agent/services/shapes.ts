@@ -6,6 +6,7 @@
 import { zvolPath } from '../../zfs/index.js'
 import type { Dataset } from '../../zfs/index.js'
 import type { ImageRecord } from '../catalog.js'
+import type { Disk, Guest, Nic } from '../rpc/requests.js'
 
 export const MiB = 1024 * 1024
 export const toMiB = (bytes: number | undefined): number => Math.floor((bytes ?? 0) / MiB)
@@ -42,15 +43,7 @@ export function snapshotWire(d: Dataset): WireSnapshot {
   return { id: d.name, size: toMiB(d.written) }
 }
 
-export interface Disk { bus: string; device: string; size: number; volume: string; image: string; source: string }
-export interface Nic {
-  name: string; network: string; model: string; mac: string; address: string; netmask: string; gateway: string; device: string
-  vlans: number[] | null
-}
-export interface Guest {
-  id: string; type: string; image: string; nics: Nic[] | null; disks: Disk[] | null; state: string
-  memory: number; cpu: number; vnc: number; metadata: Record<string, string> | null
-}
+export type { Disk, Guest, Nic }
 
 function nicWire(n: Nic): Record<string, unknown> {
   const o: Record<string, unknown> = {}

@@ -4,8 +4,9 @@ import { names, type Dataset } from '../../zfs/index.js'
 import { lookup } from './lookup.js'
 import { snapshotWire, type WireSnapshot } from './shapes.js'
 import type { Deps } from './deps.js'
+import type { SnapshotRequest } from '../rpc/requests.js'
 
-export interface SnapshotRequest { id: string; dest: string; recursive: boolean; destroyMoreRecent: boolean }
+export type { SnapshotRequest }
 
 /** The original's rule for snapshot names given as `dest`. */
 const VALID_DEST = /^[a-zA-Z0-9_\-:.]+$/
@@ -14,17 +15,17 @@ export function createSnapshotService(d: Deps) {
   const { zfs, scope } = d
 
   /** Reads (and the download) take both trees; `guestsOnly` for the methods that change the snapshot. */
-  async function getSnapshot(id: string, o: { signal?: AbortSignal; guestsOnly?: boolean } = {}): Promise<Dataset> {
+  async function getSnapshot(id: string, o: { signal?: AbortSignal | undefined; guestsOnly?: boolean } = {}): Promise<Dataset> {
     const ds = await lookup(zfs, scope, id, o)
     if (ds.type !== 'snapshot') throw new InvalidParamsError('not a snapshot')
     return ds
   }
 
   /** The snapshot and, when recursive, its same-named twins in every descendant. */
-  async function family(snap: Dataset, recursive: boolean): Promise<Dataset[]> {
+  async function family(snap: Dataset, recursive: boolean, signal?: AbortSignal): Promise<Dataset[]> {
     if (!recursive) return [snap]
     const { dataset, snapshot } = names.splitSnapshotName(snap.name)
-    const all = await zfs.listDatasets({ types: ['snapshot'], roots: [dataset] })
+    const all = await zfs.listDatasets({ types: ['snapshot'], roots: [dataset] }, { signal })
     return all.filter((s) => s.name.endsWith(`@${snapshot}`))
   }
 
@@ -32,32 +33,32 @@ export function createSnapshotService(d: Deps) {
     getSnapshot,
     family,
 
-    async listSnapshots(p: SnapshotRequest): Promise<{ snapshots: WireSnapshot[] }> {
+    async listSnapshots(p: SnapshotRequest, signal?: AbortSignal): Promise<{ snapshots: WireSnapshot[] }> {
       // No id: both trees this agent owns (the original listed the whole pool).
-      const roots = p.id ? [(await lookup(zfs, scope, p.id)).name] : [scope.images, scope.guests]
-      const snaps = await zfs.listDatasets({ types: ['snapshot'], roots })
+      const roots = p.id ? [(await lookup(zfs, scope, p.id, { signal })).name] : [scope.images, scope.guests]
+      const snaps = await zfs.listDatasets({ types: ['snapshot'], roots }, { signal })
       return { snapshots: snaps.map(snapshotWire) }
     },
 
-    async getSnapshotRpc(p: SnapshotRequest): Promise<{ snapshots: WireSnapshot[] }> {
-      return { snapshots: [snapshotWire(await getSnapshot(p.id))] }
+    async getSnapshotRpc(p: SnapshotRequest, signal?: AbortSignal): Promise<{ snapshots: WireSnapshot[] }> {
+      return { snapshots: [snapshotWire(await getSnapshot(p.id, { signal }))] }
     },
 
-    async createSnapshot(p: SnapshotRequest): Promise<{ snapshots: WireSnapshot[] }> {
-      const ds = await lookup(zfs, scope, p.id, { guestsOnly: true })
+    async createSnapshot(p: SnapshotRequest, signal?: AbortSignal): Promise<{ snapshots: WireSnapshot[] }> {
+      const ds = await lookup(zfs, scope, p.id, { guestsOnly: true, signal })
       if (ds.type === 'snapshot') throw new InvalidParamsError('cannot create a snapshot of a snapshot')
       if (!p.dest) throw new InvalidParamsError('need a dest')
       if (!VALID_DEST.test(p.dest) || p.dest.startsWith('-') || p.dest === '.' || p.dest === '..') throw new InvalidParamsError('invalid snapshot dest')
       const name = `${ds.name}@${p.dest}`
-      await zfs.snapshot(name, { recursive: p.recursive })
-      const snap = await zfs.getDataset(name)
-      return { snapshots: (await family(snap, p.recursive)).map(snapshotWire) }
+      await zfs.snapshot(name, { recursive: p.recursive }, { signal })
+      const snap = await zfs.getDataset(name, { signal })
+      return { snapshots: (await family(snap, p.recursive, signal)).map(snapshotWire) }
     },
 
-    async deleteSnapshot(p: SnapshotRequest): Promise<{ snapshots: WireSnapshot[] }> {
-      const snap = await getSnapshot(p.id, { guestsOnly: true })
-      const before = await family(snap, p.recursive)
-      await zfs.destroy(snap.name, { recursive: p.recursive })
+    async deleteSnapshot(p: SnapshotRequest, signal?: AbortSignal): Promise<{ snapshots: WireSnapshot[] }> {
+      const snap = await getSnapshot(p.id, { guestsOnly: true, signal })
+      const before = await family(snap, p.recursive, signal)
+      await zfs.destroy(snap.name, { recursive: p.recursive }, { signal })
       return { snapshots: before.map(snapshotWire) }
     },
 
@@ -67,13 +68,14 @@ export function createSnapshotService(d: Deps) {
      * newer snapshots need `destroyMoreRecent`, and are never destroyed when
      * something was cloned from them or holds them (a download, an operator's
      * `zfs hold`): zfs would refuse that one rollback after the ones before it
-     * were done, leaving the tree half rolled back.
+     * were done, leaving the tree half rolled back. For the same reason a
+     * client that goes away stops the checks, not the rollbacks once begun.
      */
-    async rollbackSnapshot(p: SnapshotRequest): Promise<{ snapshots: WireSnapshot[] }> {
-      const snap = await getSnapshot(p.id, { guestsOnly: true }) // 'need an id' comes from lookup
-      const targets = await family(snap, p.recursive)
+    async rollbackSnapshot(p: SnapshotRequest, signal?: AbortSignal): Promise<{ snapshots: WireSnapshot[] }> {
+      const snap = await getSnapshot(p.id, { guestsOnly: true, signal }) // 'need an id' comes from lookup
+      const targets = await family(snap, p.recursive, signal)
       const { dataset: top } = names.splitSnapshotName(snap.name)
-      const all = await zfs.listDatasets({ types: ['snapshot'], roots: [top], ...(p.recursive ? {} : { depth: 1 }) })
+      const all = await zfs.listDatasets({ types: ['snapshot'], roots: [top], ...(p.recursive ? {} : { depth: 1 }) }, { signal })
       const doomed: Dataset[] = []
       for (const target of targets) {
         const { dataset } = names.splitSnapshotName(target.name)
@@ -88,10 +90,11 @@ export function createSnapshotService(d: Deps) {
         doomed.push(...newer)
       }
       // One `zfs holds` for every snapshot the rollbacks would destroy, in every dataset.
-      const held = doomed.length ? await zfs.holds(doomed.map((s) => s.name)) : []
+      const held = doomed.length ? await zfs.holds(doomed.map((s) => s.name), {}, { signal }) : []
       if (held.length) {
         throw new ConflictError(`cannot rollback to '${snap.name}': newer snapshots are held: ${held.map((h) => `${h.snapshot} (hold ${h.tag})`).join(', ')}`)
       }
+      signal?.throwIfAborted()
       for (const target of targets) await zfs.rollback(target.name, { destroyMoreRecent: p.destroyMoreRecent })
       return { snapshots: targets.map(snapshotWire) }
     },

@@ -5,7 +5,7 @@ import { array, bool, int, map, str, struct, uint64, type StructSpec } from '../
 import { InvalidParamsError } from '../../../src/agent/errors.js'
 
 // The real request structs, so these tests follow any change to them.
-import { IMAGE_REQUEST as IMAGE, SNAPSHOT_REQUEST as SNAPSHOT, VOLUME_REQUEST as VOLUME, DISK, NIC, GUEST, GUEST_REQUEST } from '../../../src/agent/rpc/methods.js'
+import { IMAGE_REQUEST as IMAGE, SNAPSHOT_REQUEST as SNAPSHOT, VOLUME_REQUEST as VOLUME, DISK, NIC, GUEST, GUEST_REQUEST } from '../../../src/agent/rpc/requests.js'
 
 /** Decode JSON text (through our parser, so number literals are exact). */
 const dec = (json: string, spec: StructSpec) => decodeParams(parseJson(json), spec)

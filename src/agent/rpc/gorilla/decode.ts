@@ -24,7 +24,7 @@
  */
 import { InvalidParamsError } from '../../errors.js'
 import { JsonNumber, JsonObject } from './json.js'
-import type { FieldSpec, StructSpec } from '../schema.js'
+import type { FieldSpec, Infer, StructSpec } from '../schema.js'
 
 /** A request param of the wrong JSON type; the message is Go's. */
 export class ParamsTypeError extends InvalidParamsError {
@@ -87,11 +87,12 @@ export function zeroStruct(spec: StructSpec): Record<string, unknown> {
  * struct in error texts (default: the known mistify name, else `struct`).
  * Throws ParamsTypeError.
  */
-export function decodeParams(value: unknown, spec: StructSpec, goType = goStructName(spec)): Record<string, unknown> {
+export function decodeParams<S extends StructSpec>(value: unknown, spec: S, goType = goStructName(spec)): Infer<S> {
   const d = new Decoder()
   const out = d.struct(value, spec, zeroStruct(spec), goType)
   if (d.saved) throw d.saved
-  return out
+  // The one place a spec's static type meets its runtime reading: the decoder fills every key with its kind.
+  return out as Infer<S>
 }
 
 type Kind = 'null' | 'bool' | 'string' | 'number' | 'array' | 'object'

@@ -1,24 +1,11 @@
 /**
- * Request side of /_mistify_RPC_ (pure): Content-Type check, body → calls.
- *
- * Dialect, decided per body:
- *  - a JSON array, or an object with a `jsonrpc` member → JSON-RPC 2.0;
- *  - anything else → gorilla/rpc v1 (JSON-RPC 1.0 style), parsed exactly as
- *    gorilla + Go's encoding/json did (envelope keys case-insensitive,
- *    `params` a one-element array, raw `id`, the same 400 texts);
- *  - a body that is not JSON is answered in 2.0 (-32700) when it looks like
- *    2.0 (starts with `[` or mentions `"jsonrpc"`), else with gorilla's
- *    plain-text 400.
- *
- * Content types: the media type (before any `;`, case folded) must be
- * `application/json` (both dialects, as gorilla registered it), or
- * `application/json-rpc` / `application/jsonrequest` for 2.0 bodies only.
- * A missing Content-Type is refused like any other (gorilla v1 did).
- *
- * Method names: `ImageStore.X` or bare `X`, exact and case-sensitive, plus the
- * README spellings in METHOD_ALIASES.
- */
-import type { MethodTable, RpcMethod } from '../method.js'
+ * The Go-compatibility layer (this folder): gorilla/rpc v1 and Go encoding/json, byte for byte.
+ * No JSON-RPC library can do this: Go matches keys case-insensitively, ids above 2^53 must be
+ * echoed as written, clients depend on gorilla's exact error texts and plain-text 400s, and Go's
+ * encoder escapes HTML. json-rpc-2.0 (rpc/server.ts) runs the calls; this layer parses and decodes
+ * each request before it, and encodes each answer after it. Here: body → calls.
+ */import { METHOD_ALIASES } from '../method.js'
+import type { StructSpec } from '../schema.js'
 import { compactJson, JsonNumber, JsonObject, JsonSyntaxError, parseJsonPrefix, type JsonValue, type ParsedJson } from './json.js'
 import { decodeParams, matchField, ParamsTypeError } from './decode.js'
 import { goQuote, type V2ErrorObject } from './codec.js'
@@ -26,11 +13,10 @@ import { RPC } from '../error-codes.js'
 
 export const SERVICE_NAME = 'ImageStore'
 
-/** Names the README documents but the original never registered → the real ones. */
-export const METHOD_ALIASES: ReadonlyMap<string, string> = new Map([
-  ['DeleteGuestDisks', 'DeleteGuestsDisks'],
-  ['ListSnapshot', 'ListSnapshots'],
-])
+export { METHOD_ALIASES }
+
+/** What the parser needs of the method table: each method's request struct. */
+export type MethodSpecs = ReadonlyMap<string, { readonly params: StructSpec }>
 
 /**
  * Most calls one 2.0 batch may carry. Each call may start a zfs command, and
@@ -47,7 +33,12 @@ export type ContentTypeCheck =
   | { readonly ok: true; readonly only2: boolean; readonly type: string }
   | { readonly ok: false; readonly status: 415; readonly text: string }
 
-/** gorilla: the header up to `;`, looked up case-folded, echoed as sent. */
+/**
+ * gorilla: the media type (up to `;`, case folded) must be application/json
+ * (both dialects), or application/json-rpc / application/jsonrequest (2.0
+ * bodies only); a missing Content-Type is refused like any other. The 415
+ * text echoes the type as sent.
+ */
 export function checkContentType(header: string | undefined): ContentTypeCheck {
   const raw = header ?? ''
   const cut = raw.indexOf(';')
@@ -59,24 +50,24 @@ export function checkContentType(header: string | undefined): ContentTypeCheck {
 }
 
 export type Lookup =
-  | { readonly ok: true; readonly name: string; readonly method: RpcMethod }
+  | { readonly ok: true; readonly name: string; readonly params: StructSpec }
   | { readonly ok: false; readonly message: string }
 
-/** Resolve a method string to the table entry, with gorilla's error texts. */
-export function lookupMethod(methods: MethodTable, requested: string): Lookup {
+/** `ImageStore.X` or bare `X`, exact and case-sensitive, or an alias; with gorilla's error texts. */
+export function lookupMethod(methods: MethodSpecs, requested: string): Lookup {
   const parts = requested.split('.')
   if (requested === '' || parts.length > 2) return { ok: false, message: `rpc: service/method request ill-formed: ${goQuote(requested)}` }
   if (parts.length === 2 && parts[0] !== SERVICE_NAME) return { ok: false, message: `rpc: can't find service ${goQuote(requested)}` }
   const bare = parts[parts.length - 1]!
   const name = methods.has(bare) ? bare : METHOD_ALIASES.get(bare) ?? bare
   const method = methods.get(name)
-  return method ? { ok: true, name, method } : { ok: false, message: `rpc: can't find method ${goQuote(requested)}` }
+  return method ? { ok: true, name, params: method.params } : { ok: false, message: `rpc: can't find method ${goQuote(requested)}` }
 }
 
 export interface PreparedCall {
   /** Canonical table name. */
   readonly name: string
-  readonly method: RpcMethod
+  /** Decoded from the method's request struct. */
   readonly params: Record<string, unknown>
 }
 
@@ -111,10 +102,15 @@ const looksLike2 = (body: Uint8Array) => {
   return /^\s*\[/.test(text) || text.includes('"jsonrpc"')
 }
 
-/** Turn a body (already past the Content-Type check) into what to run or answer. */
+/**
+ * Turn a body (already past the Content-Type check) into what to run or
+ * answer. A JSON array, or an object with `jsonrpc`, is 2.0; anything else is
+ * gorilla 1.0. A body that is not JSON gets 2.0's -32700 when it looks like
+ * 2.0 (starts with `[` or mentions "jsonrpc"), else gorilla's plain-text 400.
+ */
 export function parseRequest(
   body: Uint8Array | string,
-  methods: MethodTable,
+  methods: MethodSpecs,
   ct: { readonly only2: boolean; readonly type: string } = { only2: false, type: 'application/json' },
 ): ParsedRequest {
   const bytes = typeof body === 'string' ? new TextEncoder().encode(body) : body
@@ -143,7 +139,7 @@ export function parseRequest(
 /** gorilla's serverRequest: {method string; params, id *json.RawMessage}, keys matched the Go way. */
 const ENVELOPE = { method: { kind: 'string' }, params: { kind: 'string' }, id: { kind: 'string' } } as const
 
-function parseLegacy(v: JsonValue, parsed: ParsedJson, methods: MethodTable): LegacyRequest {
+function parseLegacy(v: JsonValue, parsed: ParsedJson, methods: MethodSpecs): LegacyRequest {
   const reject = (text: string): LegacyRequest => ({ kind: 'reject', status: 400, text })
   let method = ''
   let params: JsonValue = null
@@ -175,7 +171,7 @@ function parseLegacy(v: JsonValue, parsed: ParsedJson, methods: MethodTable): Le
   // skipped, [] and [null] leave args at its zero value.
   if (!Array.isArray(params)) return reject(`json: cannot unmarshal ${jsonKind(params)} into Go value of type [1]interface {}`)
   try {
-    return { kind: 'call', call: { name: found.name, method: found.method, params: decodeParams(params[0] ?? null, found.method.params) }, id }
+    return { kind: 'call', call: { name: found.name, params: decodeParams(params[0] ?? null, found.params) }, id }
   } catch (e) {
     if (e instanceof ParamsTypeError) return reject(e.message)
     throw e
@@ -186,7 +182,7 @@ function invalid(why: string, id: string | null): V2Item {
   return { kind: 'error', error: { code: RPC.invalidRequest, message: `Invalid Request: ${why}` }, id }
 }
 
-function parseV2(v: JsonValue, parsed: ParsedJson, methods: MethodTable): V2Item {
+function parseV2(v: JsonValue, parsed: ParsedJson, methods: MethodSpecs): V2Item {
   if (!(v instanceof JsonObject)) return invalid('not an object', null)
   const idMember = v.member('id')
   let id: string | null | undefined
@@ -209,7 +205,7 @@ function parseV2(v: JsonValue, parsed: ParsedJson, methods: MethodTable): V2Item
   }
   const arg = Array.isArray(params) ? params[0] ?? null : params
   try {
-    return { kind: 'call', call: { name: found.name, method: found.method, params: decodeParams(arg, found.method.params) }, id }
+    return { kind: 'call', call: { name: found.name, params: decodeParams(arg, found.params) }, id }
   } catch (e) {
     if (e instanceof ParamsTypeError) return { kind: 'error', error: { code: RPC.invalidParams, message: e.message }, id }
     throw e
