@@ -5,9 +5,8 @@ import type { Services } from '../services/index.js'
 import type { Zfs } from '../../zfs/index.js'
 import type { Logger } from '../../common/log.js'
 import type { Metrics } from '../ops/metrics.js'
-import { methodTable } from '../rpc/methods.js'
-import { observeMethods } from './ops.js'
-import { rpcRoute, RPC_PATH } from './rpc-route.js'
+import { createRpcServer } from '../rpc/server.js'
+import { rpcHandler, rpcMethodNotAllowed, RPC_PATH } from './rpc-route.js'
 import { snapshotDownload, DOWNLOAD_PATH } from './snapshot-download.js'
 import { requestId } from './request-id.js'
 import { hostCheck } from './host-check.js'
@@ -47,7 +46,7 @@ function methodNotAllowedBody(): Koa.Middleware {
     await next()
     if (ctx.status !== 405 || ctx.body != null) return
     const route = (ctx as RouterContext).matched?.[0]?.path
-    if (route === RPC_PATH) text(ctx, `rpc: POST method required, received ${ctx.method}`)
+    if (route === RPC_PATH) await rpcMethodNotAllowed(ctx, async () => {})
     else text(ctx, `method ${ctx.method} not allowed here; allowed: ${ctx.response.get('Allow')}\n`)
   }
 }
@@ -55,9 +54,13 @@ function methodNotAllowedBody(): Koa.Middleware {
 export function createApp(d: { services: Services; zfs: Zfs; log: Logger; ops?: AppOps | undefined }): Koa {
   const ops = d.ops ?? {}
   const app = new Koa()
-  const methods = observeMethods(methodTable(d.services), (e) => {
-    ops.metrics?.observeRpc(e.method, e.outcome, e.durationMs / 1000)
-    d.log.info({ reqId: e.requestId, method: e.method, durationMs: Math.round(e.durationMs * 1000) / 1000, outcome: e.outcome }, 'rpc')
+  const logError = (obj: object, msg: string) => d.log.error(obj, msg)
+  const rpc = createRpcServer(d.services, {
+    observe: (e) => {
+      ops.metrics?.observeRpc(e.method, e.outcome, e.durationMs / 1000)
+      d.log.info({ reqId: e.requestId, method: e.method, durationMs: Math.round(e.durationMs * 1000) / 1000, outcome: e.outcome }, 'rpc')
+    },
+    log: logError,
   })
 
   // Reachable without the token: monitoring probes it.
@@ -65,7 +68,7 @@ export function createApp(d: { services: Services; zfs: Zfs; log: Logger; ops?: 
   open.get(HEALTH_PATH, health(d.zfs, ops.pool))
 
   const routes = new Router()
-  routes.post(RPC_PATH, rpcRoute(methods, { log: (obj, msg) => d.log.error(obj, msg) }))
+  routes.post(RPC_PATH, rpcHandler(rpc, { log: logError }))
   const download = snapshotDownload({ downloads: d.services.downloads, log: d.log, onSentBytes: ops.metrics?.onSentBytes })
   routes.get(DOWNLOAD_PATH, download) // GET and HEAD
   routes.post(DOWNLOAD_PATH, download)

@@ -1,11 +1,7 @@
-import { AsyncLocalStorage } from 'node:async_hooks'
 import { randomUUID } from 'node:crypto'
 import type Koa from 'koa'
 
 export const REQUEST_ID_HEADER = 'X-Request-Id'
-
-/** The request being served, for code that has no ctx. */
-export const requestContext = new AsyncLocalStorage<{ readonly requestId: string }>()
 
 /** A client's id is kept when it is short and plain; otherwise we make one. */
 const CLIENT_ID = /^[A-Za-z0-9._:-]{1,128}$/
@@ -16,6 +12,6 @@ export function requestId(): Koa.Middleware {
     const id = CLIENT_ID.test(given) ? given : randomUUID()
     ctx.state.requestId = id
     ctx.set(REQUEST_ID_HEADER, id) // on res before any raw writeHead, so streamed responses carry it too
-    await requestContext.run({ requestId: id }, next)
+    await next()
   }
 }

@@ -4,8 +4,7 @@
  */
 import type Koa from 'koa'
 import { BodyTooLarge, readBody } from '../../common/body.js'
-import type { MethodTable } from '../rpc/method.js'
-import { rpcServer, type RpcServer } from '../rpc/server.js'
+import type { RpcServer } from '../rpc/server.js'
 import { checkContentType, dispatch, TEXT_CONTENT_TYPE } from '../rpc/dispatch.js'
 import { wireError } from '../rpc/error-codes.js'
 
@@ -72,18 +71,5 @@ export function rpcHandler(rpc: RpcServer, opts: RpcRouteOptions = {}): Koa.Midd
       log({ err, ref: w.data?.ref }, 'rpc route failed')
       text(ctx, 500, w.message)
     }
-  }
-}
-
-/**
- * Until app.ts mounts rpcHandler on its router: the old middleware over an
- * already observed method table, with its own path and 405 checks.
- */
-export function rpcRoute(methods: MethodTable, opts: RpcRouteOptions = {}): Koa.Middleware {
-  const handler = rpcHandler(rpcServer(methods, opts.log ? { log: opts.log } : {}), opts)
-  return async (ctx, next) => {
-    if (ctx.path !== RPC_PATH) return next()
-    if (ctx.method !== 'POST') return rpcMethodNotAllowed(ctx, next)
-    return handler(ctx, next)
   }
 }
