@@ -49,6 +49,11 @@ export const PROP_IMAGE = 'mistify:image'
 export const PROP_SHA256 = 'mistify:sha256'
 export const PROP_FORMAT = 'mistify:format'
 
+/** The record of an image not (yet) imported: while it is fetched, or after its fetch failed. */
+export function blankRecord(id: string, source: string, status: ImageStatus): ImageRecord {
+  return { id, type: '', volume: '', snapshot: '', size: 0, status, source }
+}
+
 export type ImageRecords = Table<ImageRecord>
 
 export function imageRecords(db: Db): ImageRecords {

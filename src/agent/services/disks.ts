@@ -12,7 +12,7 @@ import { ConflictError, InvalidParamsError, NoSpaceError, NotFoundError } from '
 import { DatasetExistsError, DatasetNotFoundError, ParentNotFoundError, zvolPath } from '../../zfs/index.js'
 import { MiB, guestWire, type Disk, type Guest } from './shapes.js'
 import { cloneStrict, createVolumeStrict, type Deps } from './deps.js'
-import { createKeyedLock } from './keyed-lock.js'
+import { createKeyedLock } from '../../common/keyed-lock.js'
 import type { GuestRequest } from '../rpc/requests.js'
 
 export type { GuestRequest }

@@ -1,47 +1,21 @@
 /** ListImages, GetImage, RequestImage, DeleteImage, CloneImage. */
-import { BusyError, ConflictError, InvalidParamsError, NotFoundError, UpstreamError } from '../errors.js'
-import { openImageSource, sourceUrl } from '../import/sources.js'
-import { importImage } from '../import/import-image.js'
-import { parseDeclaredFormat, type PayloadFormat } from '../import/payload.js'
-import { imageWire, toMiB, type WireImage, type WireVolume } from './shapes.js'
-import type { ImageRecord } from '../catalog.js'
+import { ConflictError, InvalidParamsError, NotFoundError } from '../errors.js'
+import { parseDeclaredFormat } from '../import/payload.js'
+import { imageWire, type WireImage, type WireVolume } from './shapes.js'
+import { blankRecord, type ImageRecord } from '../catalog.js'
+import { createImageFetch } from '../jobs/fetch-image.js'
 import { cloneStrict, type Deps } from './deps.js'
 import { assertGuestsRoom } from './disks.js'
 import { DatasetNotFoundError, zvolPath } from '../../zfs/index.js'
-import { createSourcePolicy } from '../../common/address-policy.js'
 import type { ImageRequest } from '../rpc/requests.js'
 
 export type { ImageRequest }
 
 const SHA256 = /^[0-9a-f]{64}$/
 
-/**
- * The digest an import must match, decided before any byte is fetched or
- * any dataset made: integrity fails closed. A `source` the caller names
- * comes with the caller's sha256; the configured image service must publish
- * one (X-Image-Sha256), unless the operator accepts undigested images from
- * it. Both are checked when both are known.
- */
-function expectedDigest(id: string, requested: string | undefined, published: string | undefined, fromImageService: boolean, acceptUndigested: boolean): string | undefined {
-  if (requested && published && requested !== published) {
-    throw new UpstreamError(`image ${id}: the source publishes sha256 ${published}, the request says ${requested}`)
-  }
-  const digest = requested || published
-  if (digest) return digest
-  if (fromImageService && acceptUndigested) return undefined
-  throw new UpstreamError(fromImageService
-    ? `image ${id}: the image service published no sha256 (X-Image-Sha256), and unverified images are refused (acceptUndigestedImages is off)`
-    : `image ${id}: no sha256 to verify it against`)
-}
-
-/** How often a running fetch writes its progress to the record. */
-const PROGRESS_EVERY_MS = 1000
-
 export function createImageService(d: Deps) {
   const { zfs, scope, records, fetches } = d
-  // The image service the operator configured is trusted; any other source host is checked on every hop.
-  const policy = createSourcePolicy({ allow: d.config.allowSourceHosts, trustedOrigins: [d.config.imageServer] })
-  const urlSources = d.config.urlSources !== 'off'
+  const fetchImage = createImageFetch(d)
 
   async function record(id: string): Promise<ImageRecord> {
     // An id that could never be an image name cannot be in the store either.
@@ -55,81 +29,6 @@ export function createImageService(d: Deps) {
     const r = await record(id)
     if (r.status !== 'complete') throw new ConflictError(`image ${id} is not ready (${r.status}${r.error ? `: ${r.error}` : ''})`)
     return r
-  }
-
-  function base(id: string, source: string, status: ImageRecord['status']): ImageRecord {
-    return { id, type: '', volume: '', snapshot: '', size: 0, status, source }
-  }
-
-  /** Fetches that an async caller is waiting on through the record: their failure must be recorded. */
-  const watched = new Set<string>()
-
-  /**
-   * Start (or join) the fetch of one image; its record follows it: pending →
-   * downloading → complete | error. A failure is recorded (status error) when
-   * an async caller asked; a synchronous caller gets the error itself and,
-   * as with the original, no record stays behind.
-   */
-  function fetchImage(id: string, source: string, async: boolean, format: PayloadFormat | undefined, sha256: string | undefined): Promise<ImageRecord> {
-    const url = sourceUrl(d.config.imageServer, id, source, d.config.fileSources, { policy, urlSources })
-    const shown = url.protocol === 'file:' ? url.toString() : url.toString().replace(/\/\/[^@/]*@/, '//') // no credentials in records
-    // Fail closed: bytes from a place the caller names are only taken with the caller's digest.
-    if (source && !sha256) throw new InvalidParamsError('sha256: required with source (the sha256 of the bytes as served)')
-    if (async) watched.add(id)
-    try {
-      return fetches.run(id, task, () => { void records.put(id, base(id, shown, 'pending')).catch(() => {}) })
-    } catch (e) {
-      if (async) watched.delete(id) // not admitted: nothing will run to record an outcome
-      throw e
-    }
-    async function task(signal: AbortSignal): Promise<ImageRecord> {
-      try {
-        const rec = await importFrom(id, url, shown, format, sha256, !source, signal)
-        watched.delete(id)
-        return rec
-      } catch (err) {
-        // Aborted: the agent is shutting down; say that, not what the abort broke.
-        const e = signal.aborted ? new BusyError('fetcher quit', { cause: err }) : err
-        // Once per fetch, however many callers share it.
-        const keep = watched.delete(id)
-        await (keep ? records.put(id, { ...base(id, shown, 'error'), error: (e as Error).message }) : records.del(id)).catch(() => {})
-        throw e
-      }
-    }
-  }
-
-  /** One import, its progress written to the record as it goes. */
-  async function importFrom(
-    id: string, url: URL, shown: string, format: PayloadFormat | undefined, sha256: string | undefined, fromImageService: boolean, signal: AbortSignal,
-  ): Promise<ImageRecord> {
-    const src = await openImageSource(url, { signal, idleTimeoutMs: d.config.fetchIdleTimeoutMs, fileSources: d.config.fileSources, policy })
-    let expectedSha256: string | undefined
-    try {
-      expectedSha256 = expectedDigest(id, sha256, src.sha256, fromImageService, d.config.acceptUndigestedImages)
-    } catch (e) {
-      src.abandon()
-      throw e
-    }
-    const total = src.size ?? null
-    const progress = () => records.put(id, { ...base(id, shown, 'downloading'), progress: { bytes: src.delivered(), total } })
-    let last: Promise<void> = progress()
-    await last
-    const timer = setInterval(() => { last = progress().catch(() => {}) }, PROGRESS_EVERY_MS)
-    try {
-      const got = await importImage({
-        zfs, imagesRoot: scope.images, id, body: src.body, signal, expectedSha256, expectedBytes: src.size, format, maxBytes: d.config.maxImageBytes,
-      })
-      clearInterval(timer)
-      await last // a progress write must not land after the final one
-      const rec: ImageRecord = {
-        id, type: '', volume: got.volume, snapshot: got.snapshot, size: toMiB(got.volsize), status: 'complete', source: shown, sha256: got.sha256, format: got.format,
-      }
-      await records.put(id, rec)
-      return rec
-    } finally {
-      clearInterval(timer)
-      src.abandon() // a failed import may not have read the body to its end
-    }
   }
 
   return {
@@ -159,7 +58,7 @@ export function createImageService(d: Deps) {
       const job = fetchImage(p.id, p.source ?? '', p.async === true, format, sha256) // throws at once when not admitted
       if (p.async) {
         job.catch(() => {}) // the outcome lands in the record
-        return { images: [imageWire(joining ? have : base(p.id, p.source ?? '', 'pending'))] }
+        return { images: [imageWire(joining ? have : blankRecord(p.id, p.source ?? '', 'pending'))] }
       }
       return { images: [imageWire(await job)] }
     },

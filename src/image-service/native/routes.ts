@@ -7,14 +7,15 @@ import { createRouter, routed } from '../http/router.js'
 import { hexToBase64, sendImage } from '../http/send-image.js'
 import { IncompleteError, TooLargeError } from '../store/files.js'
 import { asPending, ImageGoneError, ingest, StaleUploadError } from '../store/ingest.js'
-import { isImageType, KeyedLock, type ImageRecord } from '../store/store.js'
+import { isImageType, type ImageRecord } from '../store/store.js'
+import { createKeyedLock } from '../../common/keyed-lock.js'
 import { parseFetchRequest, parseUploadHeaders } from './validation.js'
 import { fail, httpError, jsonMsg, toNative } from './view.js'
 
 export function nativeApp(deps: ServiceDeps): Koa.Middleware[] {
   const { store, files, fetcher } = deps
   // POST's find-or-create by source must not race itself.
-  const postLock = new KeyedLock()
+  const postLock = createKeyedLock()
   const router = createRouter()
 
   const notFound = (ctx: Koa.Context): void => httpError(ctx, 404, 'image not found')

@@ -4,6 +4,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { Db, Table } from '../../common/db.js'
+import { createKeyedLock } from '../../common/keyed-lock.js'
 
 export type ImageType = 'kvm' | 'container'
 export const IMAGE_TYPES: readonly ImageType[] = ['kvm', 'container']
@@ -84,24 +85,6 @@ export interface NewImage {
   glance?: Partial<GlanceFields>
 }
 
-/** Serialises async work per key. */
-export class KeyedLock {
-  private readonly tails = new Map<string, Promise<unknown>>()
-
-  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.tails.get(key) ?? Promise.resolve()
-    const next = prev.then(fn, fn)
-    const tail = next.catch(() => {})
-    this.tails.set(key, tail)
-    try {
-      return await next
-    } finally {
-      // Drop the entry once nobody queued behind us, so the map does not grow.
-      if (this.tails.get(key) === tail) this.tails.delete(key)
-    }
-  }
-}
-
 export class ImageExistsError extends Error {
   override name = 'ImageExistsError'
   constructor(id: string) {
@@ -115,7 +98,7 @@ export function defaultFormats(type: ImageType): { disk_format: string; containe
 }
 
 export class ImageStore {
-  private readonly lock = new KeyedLock()
+  private readonly lock = createKeyedLock()
 
   constructor(
     private readonly images: Table<ImageRecord>,

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { createKeyedLock } from '../../../src/agent/services/keyed-lock.js'
+import { createKeyedLock } from '../../../src/common/keyed-lock.js'
 
 const tick = (ms = 1) => new Promise((r) => setTimeout(r, ms))
 
