@@ -7,7 +7,7 @@ import type { Logger } from '../../common/log.js'
 import type { Metrics } from '../ops/metrics.js'
 import { createRpcServer } from '../rpc/server.js'
 import { rpcHandler, rpcMethodNotAllowed, RPC_PATH } from './rpc-route.js'
-import { snapshotDownload, DOWNLOAD_PATH } from './snapshot-download.js'
+import { snapshotDownload, DOWNLOAD_PATH, fromBody, fromQuery } from './snapshot-download.js'
 import { requestId } from './request-id.js'
 import { hostCheck } from './host-check.js'
 import { bearerAuth } from './bearer-auth.js'
@@ -69,9 +69,9 @@ export function createApp(d: { services: Services; zfs: Zfs; log: Logger; ops?: 
 
   const routes = new Router()
   routes.post(RPC_PATH, rpcHandler(rpc, { log: logError }))
-  const download = snapshotDownload({ downloads: d.services.downloads, log: d.log, onSentBytes: ops.metrics?.onSentBytes })
-  routes.get(DOWNLOAD_PATH, download) // GET and HEAD
-  routes.post(DOWNLOAD_PATH, download)
+  const downloads = { downloads: d.services.downloads, log: d.log, onSentBytes: ops.metrics?.onSentBytes }
+  routes.get(DOWNLOAD_PATH, snapshotDownload(downloads, fromQuery)) // GET and HEAD
+  routes.post(DOWNLOAD_PATH, snapshotDownload(downloads, fromBody))
   if (ops.metrics) routes.get(METRICS_PATH, metricsPage(ops.metrics))
 
   app.use(requestId())

@@ -18,21 +18,26 @@ type Downloads = Pick<Service, 'open' | 'describe'> & Partial<Pick<Service, 'idl
 
 const DEFAULT_IDLE_TIMEOUT_MS = 60_000
 
-async function requestOf(ctx: Koa.Context): Promise<DownloadRequest> {
-  if (ctx.method === 'GET' || ctx.method === 'HEAD') {
-    const q = ctx.query
-    const one = (k: string) => { const v = q[k]; if (Array.isArray(v)) throw new InvalidParamsError(`${k} given twice`); return v ?? '' }
-    const flag = (k: string) => {
-      const v = one(k)
-      if (v === '' || v === '0' || v === 'false') return false
-      if (v === '1' || v === 'true') return true
-      throw new InvalidParamsError(`${k}: expected 1/true or 0/false, got ${JSON.stringify(v)}`)
-    }
-    return {
-      id: one('id'), from: one('from'), token: one('token'),
-      recursive: flag('recursive'), intermediates: flag('intermediates'), compressed: flag('compressed'), raw: flag('raw'),
-    }
+type RequestReader = (ctx: Koa.Context) => Promise<DownloadRequest>
+
+/** GET and HEAD: the request in the query string, for curl. */
+export const fromQuery: RequestReader = async (ctx) => {
+  const q = ctx.query
+  const one = (k: string) => { const v = q[k]; if (Array.isArray(v)) throw new InvalidParamsError(`${k} given twice`); return v ?? '' }
+  const flag = (k: string) => {
+    const v = one(k)
+    if (v === '' || v === '0' || v === 'false') return false
+    if (v === '1' || v === 'true') return true
+    throw new InvalidParamsError(`${k}: expected 1/true or 0/false, got ${JSON.stringify(v)}`)
   }
+  return {
+    id: one('id'), from: one('from'), token: one('token'),
+    recursive: flag('recursive'), intermediates: flag('intermediates'), compressed: flag('compressed'), raw: flag('raw'),
+  }
+}
+
+/** POST: the agent's JSON SnapshotRequest plus our fields. */
+export const fromBody: RequestReader = async (ctx) => {
   const body = await readBody(ctx.req, MAX_BODY).catch((e: unknown) => {
     if (!(e instanceof BodyTooLarge)) throw e
     ctx.set('Connection', 'close') // the rest of the body was drained, not read
@@ -87,7 +92,7 @@ function watchIdle(res: ServerResponse, ms: number, onIdle: () => void): () => v
   return stop
 }
 
-export function snapshotDownload(d: { downloads: Downloads; log: Logger; onSentBytes?: ((n: number) => void) | undefined }): Koa.Middleware {
+export function snapshotDownload(d: { downloads: Downloads; log: Logger; onSentBytes?: ((n: number) => void) | undefined }, requestOf: RequestReader): Koa.Middleware {
   const idleMs = d.downloads.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS
   return async (ctx) => {
     ctx.respond = false // we drive the raw response: Koa must not end it for us
