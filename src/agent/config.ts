@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { assertPoolName } from '../zfs/names.js'
 import { createSourcePolicy, splitAllowList } from '../common/address-policy.js'
+import { readTokenFile as readToken } from '../common/token-file.js'
 
 export interface Config {
   /** The pool whose images/ and guests/ trees this agent owns. */
@@ -200,14 +201,12 @@ export function readConfigFile(path: string): Partial<Config> {
   return parseConfigFile(text, `config file ${path}`)
 }
 
-/** The token in a file: one trailing newline (as `echo` writes) dropped; empty or with whitespace refused. */
 export function readTokenFile(path: string): string {
-  let text: string
-  try { text = readFileSync(path, 'utf8') } catch (e) { throw new ConfigError(`token file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
-  const token = text.replace(/\r?\n$/, '')
-  if (token === '') throw new ConfigError(`token file ${path}: empty`)
-  if (/\s/.test(token)) throw new ConfigError(`token file ${path}: the token must not contain whitespace`)
-  return token
+  try {
+    return readToken(path)
+  } catch (e) {
+    throw new ConfigError(`token file ${path}: ${(e as Error).message}`)
+  }
 }
 
 /** For node:util parseArgs: every flag takes a value. */

@@ -1,6 +1,6 @@
 /** The CLI's flags (node:util parseArgs), environment and help text. */
-import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
+import { readTokenFile as readToken, TokenFileError } from '../common/token-file.js'
 
 export const DEFAULT_URL = 'http://127.0.0.1:19999'
 
@@ -100,11 +100,11 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): O
   return o
 }
 
-/** As the agent reads its --token-file: one trailing newline dropped, empty or whitespace refused. */
 function readTokenFile(path: string): string {
-  let text: string
-  try { text = readFileSync(path, 'utf8') } catch (e) { throw new UsageError(`--token-file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`) }
-  const token = text.replace(/\r?\n$/, '')
-  if (token === '' || /\s/.test(token)) throw new UsageError(`--token-file ${path}: expected one token on one line`)
-  return token
+  try {
+    return readToken(path)
+  } catch (e) {
+    if (e instanceof TokenFileError && e.reason !== 'unreadable') throw new UsageError(`--token-file ${path}: expected one token on one line`)
+    throw new UsageError(`--token-file ${path}: ${(e as Error).message}`)
+  }
 }
