@@ -215,6 +215,21 @@ const PARSE_OPTIONS = Object.fromEntries([CONFIG_FLAG, ...OPTIONS.map((o) => o[1
   return [long.slice(2), { type: 'string' as const, ...(short ? { short: short.slice(1) } : {}) }]
 }))
 
+/** `--help` / `-h` anywhere: print usage() and exit 0 instead of starting. */
+export const wantsHelp = (argv: readonly string[]): boolean => argv.some((a) => a === '--help' || a === '-h')
+
+/** Every flag, its environment variable and its default (the README's Configuration table has what each does). */
+export function usage(): string {
+  const rows = [[`${CONFIG_FLAG} FILE`, CONFIG_ENV, ''], ...OPTIONS.map(([key, long, short, envName]) => {
+    const d = DEFAULTS[key]
+    return [`${short ? `${short}, ` : ''}${long}`, envName, d === undefined || (Array.isArray(d) && d.length === 0) ? '' : `default ${Array.isArray(d) ? d.join(',') : String(d)}`]
+  })]
+  const w0 = Math.max(...rows.map((r) => r[0]!.length))
+  const w1 = Math.max(...rows.map((r) => r[1]!.length))
+  return ['usage: mistify-agent-image [options]   (flags > environment > config file > defaults)', '',
+    ...rows.map(([a, b, c]) => `  ${a!.padEnd(w0)}  ${b!.padEnd(w1)}  ${c}`.trimEnd()), ''].join('\n')
+}
+
 const OPTION_NAMES = () => [CONFIG_FLAG, ...OPTIONS.map((o) => o[1])].join(' ')
 
 /**

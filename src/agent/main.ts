@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** The agent's process: configuration, preflight, the agent, listen; SIGTERM/SIGINT close gracefully. */
 import http from 'node:http'
-import { parseConfig, ConfigError } from './config.js'
+import { parseConfig, ConfigError, usage, wantsHelp } from './config.js'
 import { createAgent, StartupError } from './app.js'
 import { jsonLogger } from '../common/log.js'
 import { preflight, PreflightError } from './ops/preflight.js'
@@ -10,6 +10,7 @@ import { listen, ListenError } from './ops/listen.js'
 const log = jsonLogger()
 
 async function main(): Promise<void> {
+  if (wantsHelp(process.argv.slice(2))) { process.stdout.write(usage()); return }
   const config = parseConfig(process.argv.slice(2), process.env)
   preflight()
   const agent = await createAgent(config, { log, processMetrics: true })

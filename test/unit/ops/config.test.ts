@@ -123,3 +123,16 @@ t.test('flags through node:util parseArgs: short aliases, inline values, the mes
   t.throws(() => parseConfig(['-p'], {}), { message: '-p needs a value' })
   t.throws(() => parseConfig(['--port', '--zpool'], {}), { message: 'port: expected a whole number, got "--zpool"' }, 'a value may start with a dash')
 })
+
+t.test('--help / -h: every flag with its environment variable and default', async (t) => {
+  const { usage, wantsHelp } = await import('../../../src/agent/config.js')
+  t.ok(wantsHelp(['--zpool', 'tank', '--help']))
+  t.ok(wantsHelp(['-h']))
+  t.notOk(wantsHelp(['--zpool', 'tank']))
+  const text = usage()
+  t.match(text, /^usage: mistify-agent-image \[options\]/)
+  t.match(text, /-z, --zpool\s+MISTIFY_ZPOOL\s+default mistify\n/)
+  t.match(text, /--max-downloads\s+MISTIFY_MAX_DOWNLOADS\s+default 16\n/)
+  t.match(text, /--config FILE\s+MISTIFY_CONFIG\n/)
+  t.equal(text.split('\n').filter((l) => l.startsWith('  -')).length, 22, 'each of the 21 options plus --config')
+})
