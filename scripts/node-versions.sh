@@ -28,7 +28,8 @@ for major in "${majors[@]}"; do
     rm -f "$dir/$tgz"
   fi
   echo "== Node $("$dir/bin/node" --version): node scripts/test.mjs ${testargs[*]} =="
-  if PATH="$dir/bin:$PATH" node scripts/test.mjs "${testargs[@]}"; then
+  # A cache root of its own: the VM build keeps one image per root, and must not evict the main one.
+  if PATH="$dir/bin:$PATH" MISTIFY_VM_CACHE="${MISTIFY_VM_CACHE:-/var/cache/mistify-zfs-vm}-node$major" node scripts/test.mjs "${testargs[@]}"; then
     echo "Node $major: passed"
   else
     echo "Node $major: FAILED"; status=1
