@@ -1,6 +1,7 @@
 /** The agent's HTTP app, assembled once from what it serves; it never listens itself. */
 import Koa from 'koa'
-import Router, { type RouterContext } from '@koa/router'
+import type { RouterContext } from '@koa/router'
+import { createRouter, routed } from '../../common/router.js'
 import type { Services } from '../services/index.js'
 import type { Zfs } from '../../zfs/index.js'
 import type { Logger } from '../../common/log.js'
@@ -37,19 +38,13 @@ const text = (ctx: Koa.Context, body: string) => {
   ctx.body = body
 }
 
-/**
- * The router answers 405 and Allow; the body is each route's own: gorilla's
- * exact text on the RPC path (the Go client's tests read it), a plain line elsewhere.
- */
-function methodNotAllowedBody(): Koa.Middleware {
-  return async (ctx, next) => {
-    await next()
-    if (ctx.status !== 405 || ctx.body != null) return
-    const route = (ctx as RouterContext).matched?.[0]?.path
-    if (route === RPC_PATH) await rpcMethodNotAllowed(ctx, async () => {})
-    else text(ctx, `method ${ctx.method} not allowed here; allowed: ${ctx.response.get('Allow')}\n`)
-  }
+/** 405 bodies (status and Allow come from the router): gorilla's exact text on the RPC path, a plain line elsewhere. */
+async function methodNotAllowed(ctx: Koa.Context): Promise<void> {
+  const route = (ctx as RouterContext).matched?.[0]?.path
+  if (route === RPC_PATH) await rpcMethodNotAllowed(ctx, async () => {})
+  else text(ctx, `method ${ctx.method} not allowed here; allowed: ${ctx.response.get('Allow')}\n`)
 }
+const answers = { methodNotAllowed, notFound: () => {} } // a 404 keeps Koa's own body
 
 export function createApp(d: { services: Services; zfs: Zfs; log: Logger; ops?: AppOps | undefined }): Koa {
   const ops = d.ops ?? {}
@@ -64,10 +59,10 @@ export function createApp(d: { services: Services; zfs: Zfs; log: Logger; ops?: 
   })
 
   // Reachable without the token: monitoring probes it.
-  const open = new Router()
+  const open = createRouter()
   open.get(HEALTH_PATH, health(d.zfs, ops.pool))
 
-  const routes = new Router()
+  const routes = createRouter()
   routes.post(RPC_PATH, rpcHandler(rpc, { log: logError }))
   const downloads = { downloads: d.services.downloads, log: d.log, onSentBytes: ops.metrics?.onSentBytes }
   routes.get(DOWNLOAD_PATH, snapshotDownload(downloads, fromQuery)) // GET and HEAD
@@ -77,12 +72,9 @@ export function createApp(d: { services: Services; zfs: Zfs; log: Logger; ops?: 
   app.use(requestId())
   if (ops.metrics) app.use(countRequests(ops.metrics))
   app.use(hostCheck(ops.allowedHosts)) // before any route: a rebound browser request runs nothing
-  app.use(methodNotAllowedBody())
-  app.use(open.routes())
-  app.use(open.allowedMethods())
+  for (const m of routed(open, answers)) app.use(m)
   app.use(bearerAuth(ops.token))
-  app.use(routes.routes())
-  app.use(routes.allowedMethods())
+  for (const m of routed(routes, answers)) app.use(m)
   app.on('error', (err: Error) => d.log.error({ err: err.message }, 'http error'))
   return app
 }

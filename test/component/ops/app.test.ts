@@ -177,6 +177,13 @@ t.test('routes: 405 and Allow come from the router, each path with its own body;
   t.equal(r.headers.allow, 'HEAD, GET')
   r = await req(a, 'GET', '/no/such/route')
   t.equal(r.status, 404)
+  r = await req(a, 'OPTIONS', '/_mistify_RPC_')
+  t.equal(r.status, 405, 'OPTIONS too, as gorilla answered it')
+  t.equal(r.body.toString(), 'rpc: POST method required, received OPTIONS')
+  for (const path of ['/_MISTIFY_RPC_', '/_mistify_RPC_/', '/healthz/']) {
+    r = await req(a, 'POST', path, { body: rpcBody('ListImages') })
+    t.equal(r.status, 404, `${path}: paths match exactly, as the original's`)
+  }
   t.same(a.calls, [], 'no method ran')
 
   const locked = await startFakeAgent(t, { token: 'sekrit-token-1234' })

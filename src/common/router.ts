@@ -1,4 +1,4 @@
-/** Both APIs route with @koa/router; the router's bare 404/405 answers get the API's own error bodies. */
+/** Both servers route with @koa/router; the router's bare 404/405 answers get each API's own error bodies. */
 import { METHODS } from 'node:http'
 import type Koa from 'koa'
 import Router from '@koa/router'
