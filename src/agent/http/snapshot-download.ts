@@ -1,6 +1,7 @@
 /** /snapshots/download: `zfs send` of a held snapshot streamed to the client (README: "Downloading snapshots"). */
 import type Koa from 'koa'
 import type { Readable } from 'node:stream'
+import { finished } from 'node:stream/promises'
 import { countingStream } from '../../common/counting.js'
 import type { ServerResponse } from 'node:http'
 import { InvalidParamsError } from '../errors.js'
@@ -127,10 +128,14 @@ export function snapshotDownload(d: { downloads: Downloads; log: Logger; onSentB
       d.onSentBytes?.(head.byteLength)
       res.write(head)
       // end:false: stdout's EOF is not success; zfs's exit status is.
-      if (d.onSentBytes) out.pipe(countingStream(d.onSentBytes)).pipe(res, { end: false })
-      else out.pipe(res, { end: false })
+      const counter = d.onSentBytes ? countingStream(d.onSentBytes) : undefined
+      // A client gone must free zfs send's stdout: a counter left full would hold it, and with it the lease.
+      if (counter) res.on('close', () => { if (!res.writableFinished) counter.destroy() })
+      const body: Readable = counter ? out.pipe(counter) : out
+      body.pipe(res, { end: false })
       try {
         await lease.child.done
+        if (counter) await finished(counter) // its last bytes reach res before res ends
         res.end()
       } catch (e) {
         if (!clientGone) d.log.error({ snapshot: lease.snapshot, err: (e as Error).message }, 'zfs send failed mid-stream; cutting the response')
