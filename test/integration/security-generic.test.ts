@@ -9,7 +9,7 @@ import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { closeSync, openSync, writeSync } from 'node:fs'
 import { haveZfs, sh, settle, sha256Of } from '../helpers/zpool.js'
-import { startAgent, makeZvolStream, IMAGE_ID, GZIP_ID, type Dialect } from '../helpers/agent.js'
+import { startAgent, makeZvolStream, destroyWhenFree, IMAGE_ID, GZIP_ID, type Dialect } from '../helpers/agent.js'
 import { zfsState } from '../helpers/reliability.js'
 
 if (!haveZfs) { t.comment('real ZFS only: run inside the VM (npm test does)'); process.exit(0) }
@@ -133,7 +133,7 @@ t.test('item 4: concurrent CreateGuestDisks for one new guest both report disks 
   // disks are being made, after the ones before it were cloned.
   a.images.routes.set('/images/gone/download', makeZvolStream(a.pool))
   t.equal((await a.call('v1', 'RequestImage', { id: 'gone' })).result?.images?.[0]?.status, 'complete')
-  sh('zfs', ['destroy', '-r', `${a.pool}/images/gone`])
+  destroyWhenFree(`${a.pool}/images/gone`) // udev may still be probing the zvol it was just told about
 
   for (const [label, bad] of [['missing image', 'no-such-image'], ['vanished image', 'gone']] as const) {
     for (const badFirst of [false, true]) {
