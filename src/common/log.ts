@@ -21,25 +21,30 @@ export const REDACT_PATHS = [
 ]
 
 /**
- * stderr, the lines of one event-loop turn joined into one write (a write per
- * line was the largest single cost of a small RPC). Nothing is ever in flight,
- * so the 'exit' flush loses nothing, whatever ends the process.
+ * stderr, written in batches: lines wait up to `delayMs` (or until 64 KiB)
+ * and go out in one write (a write per line was the largest single cost of a
+ * small RPC). Nothing is ever in flight, so the 'exit' flush loses nothing,
+ * whatever ends the process short of SIGKILL.
  */
-export function batchedStderr(out: { write(s: string): unknown } = process.stderr): DestinationStream {
+export function batchedStderr(out: { write(s: string): unknown } = process.stderr, delayMs = 20): DestinationStream {
   let pending: string[] = []
-  let scheduled = false
+  let size = 0
+  let timer: NodeJS.Timeout | undefined
   const flush = () => {
-    scheduled = false
+    if (timer) { clearTimeout(timer); timer = undefined }
     if (pending.length === 0) return
     const text = pending.join('')
     pending = []
+    size = 0
     out.write(text)
   }
   process.once('exit', flush)
   return {
     write(line: string) {
       pending.push(line)
-      if (!scheduled) { scheduled = true; setImmediate(flush) }
+      size += line.length
+      if (size >= 64 * 1024) flush()
+      else if (!timer) { timer = setTimeout(flush, delayMs); timer.unref() }
     },
   }
 }

@@ -19,8 +19,13 @@ export interface RpcReply {
 }
 
 export interface DispatchOptions {
-  /** Aborted when the client goes away: the running call sees it, the next ones do not start. */
+  /**
+   * Aborted when the client goes away: the running call sees it, the next ones
+   * do not start. Read only when a call needs it (it may be made on first read).
+   */
   readonly signal: AbortSignal
+  /** The client went away (without making the signal). */
+  readonly clientGone?: (() => boolean) | undefined
   readonly requestId?: string | undefined
   readonly log: (obj: object, msg: string) => void
 }
@@ -39,7 +44,7 @@ export async function dispatch(
    * stand-in. A result that cannot be encoded (a cycle, a BigInt) is an error too.
    */
   async function answer(call: PreparedCall, dialect: Dialect, ok: (result: unknown) => string, fail: (e: V2ErrorObject) => string): Promise<string> {
-    const ctx = { signal: o.signal, dialect, requestId: o.requestId }
+    const ctx = { get signal() { return o.signal }, dialect, requestId: o.requestId }
     const res = await rpc.call(call.name, call.params, ctx)
     if (res.error) return fail(res.error)
     try {
@@ -63,7 +68,7 @@ export async function dispatch(
 
   const responses: string[] = []
   for (const [n, item] of parsed.items.entries()) {
-    if (o.signal.aborted) {
+    if (o.clientGone ? o.clientGone() : o.signal.aborted) {
       o.log({ started: n, of: parsed.items.length }, 'rpc batch cut short: the client went away')
       return null
     }
