@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { openDb } from '../../dist/src/common/db.js'
 import { imageRecords } from '../../dist/src/agent/catalog.js'
 import { load } from './load.mjs'
-import { bash, num, quantile, request, startServerScript, timed, zfsCommands, fmt } from './lib.mjs'
+import { bash, num, quantile, request, startServerScript, timed, fmt } from './lib.mjs'
 
 export const name = 'requests'
 
@@ -50,7 +50,7 @@ export async function run(ctx) {
   const metadataDir = agent.metadataDir
   let bare
   try {
-    const image = await ctx.importTiny(agent, ID)
+    await ctx.importTiny(agent, ID)
     const url = `${agent.base}/_mistify_RPC_`
     const getAnswer = (await request(url, { method: 'POST', body: getBody })).body
     detail.getImage = await load({ url, body: getBody, ...o })

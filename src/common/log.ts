@@ -26,6 +26,9 @@ export const REDACT_PATHS = [
  * small RPC). Nothing is ever in flight, so the 'exit' flush loses nothing,
  * whatever ends the process short of SIGKILL.
  */
+const flushOnExit = new Set<() => void>()
+process.once('exit', () => { for (const flush of flushOnExit) flush() })
+
 export function batchedStderr(out: { write(s: string): unknown } = process.stderr, delayMs = 20): DestinationStream {
   let pending: string[] = []
   let size = 0
@@ -38,7 +41,7 @@ export function batchedStderr(out: { write(s: string): unknown } = process.stder
     size = 0
     out.write(text)
   }
-  process.once('exit', flush)
+  flushOnExit.add(flush) // one process listener for all of them, however many loggers are made
   return {
     write(line: string) {
       pending.push(line)
