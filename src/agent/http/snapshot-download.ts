@@ -1,5 +1,6 @@
 /** /snapshots/download: `zfs send` of a held snapshot streamed to the client (README: "Downloading snapshots"). */
 import type Koa from 'koa'
+import type { Readable } from 'node:stream'
 import { finished } from 'node:stream/promises'
 import { bytesWrittenBy, canCountWrites, countingStream } from '../../common/counting.js'
 import type { ServerResponse } from 'node:http'
@@ -63,18 +64,20 @@ function sendText(res: ServerResponse, status: number, text: string): void {
   res.end(`${text}\n`)
 }
 
-/** The parts of libuv's stream handle (TCP and unix sockets alike) that hand a socket to a child. */
-interface StreamHandle { fd?: number; readStop?: () => number; readStart?: () => number; setBlocking?: (on: boolean) => number }
+/** The parts of libuv's TCP handle that hand a socket to a child. */
+interface StreamHandle { constructor?: { name?: string }; fd?: number; readStop?: () => number; readStart?: () => number; setBlocking?: (on: boolean) => number }
 
 /**
  * The socket's handle when `zfs send` can write into it itself: a plain TCP
- * or unix socket with a descriptor, and a way to count what a child writes
- * (for /metrics and the idle cut). Otherwise (TLS, no /proc) bytes go through us.
+ * socket with a descriptor, and a way to count what a child writes (for
+ * /metrics and the idle cut). Otherwise (unix socket, TLS, no /proc) bytes go through us.
  */
 function directHandle(socket: Socket | null): (StreamHandle & { fd: number }) | undefined {
   if (!socket || !canCountWrites || (socket as { encrypted?: boolean }).encrypted) return undefined
   const h = (socket as unknown as { _handle?: StreamHandle | null })._handle
-  if (!h || typeof h.fd !== 'number' || h.fd < 0 || typeof h.setBlocking !== 'function' || typeof h.readStop !== 'function') return undefined
+  // TCP only: a failure after the 200 must reach the client as a reset, and a unix socket has none (its close is a clean EOF).
+  if (!h || h.constructor?.name !== 'TCP') return undefined
+  if (typeof h.fd !== 'number' || h.fd < 0 || typeof h.setBlocking !== 'function' || typeof h.readStop !== 'function') return undefined
   return h as StreamHandle & { fd: number }
 }
 
@@ -140,6 +143,7 @@ export function snapshotDownload(d: { downloads: Downloads; log: Logger; onSentB
     let clientGone = false
     res.on('close', () => { if (!res.writableFinished) clientGone = true })
     let lease: Lease | undefined
+    let closeDelimited = false
     try {
       if (ctx.method === 'HEAD') {
         const p = await d.downloads.describe(await requestOf(ctx))
@@ -153,18 +157,20 @@ export function snapshotDownload(d: { downloads: Downloads; log: Logger; onSentB
       // Client gone while Node still watches the socket: kill zfs send and drop the hold.
       res.on('close', () => { if (!res.writableFinished) void l.release() })
       if (clientGone) throw new Error('client went away')
-      // Close-delimited: no length, no chunk framing; the connection's clean end is the stream's end.
-      res.useChunkedEncodingByDefault = false
-      res.shouldKeepAlive = false
-      res.writeHead(200, { ...headersOf(l), Connection: 'close' })
-      res.flushHeaders()
-      const socket = res.socket
-      const handle = directHandle(socket)
-      const ok = handle && socket ? await sendDirect(d, ctx, l, socket, handle, idleMs) : await sendPiped(d, ctx, l, l.start('pipe'), idleMs)
+      const handle = directHandle(res.socket)
+      if (handle && res.socket) {
+        // Close-delimited: no length, no chunk framing, so a clean close is the whole stream and a failure a reset.
+        closeDelimited = true
+        res.useChunkedEncodingByDefault = false
+        res.shouldKeepAlive = false
+        res.writeHead(200, { ...headersOf(l), Connection: 'close' })
+        res.flushHeaders()
+      }
+      const ok = handle && res.socket ? await sendDirect(d, ctx, l, res.socket, handle, idleMs) : await sendPiped(d, ctx, l, l.start('pipe'), idleMs)
       if (ok) res.end()
-      else if (!res.destroyed) res.socket?.resetAndDestroy() // curl sees a reset, never a clean end of a short stream
+      else cut(res, closeDelimited)
     } catch (e) {
-      if (res.headersSent) { if (!res.destroyed) res.socket?.resetAndDestroy(); return }
+      if (res.headersSent) { cut(res, closeDelimited); return }
       if (clientGone) return
       const w = wireError(e, '1.0') // operators read these: zfs's own words, as the original
       if (w.httpStatus >= 500) d.log.error({ err: (e as Error).message, path: req.url }, 'download failed')
@@ -176,6 +182,25 @@ export function snapshotDownload(d: { downloads: Downloads; log: Logger; onSentB
 }
 
 type RouteDeps = Parameters<typeof snapshotDownload>[0]
+
+/** A stream that failed after the 200: a reset (close-delimited) or a chunked body left without its last chunk; either way the client sees an error. */
+function cut(res: ServerResponse, closeDelimited: boolean): void {
+  if (res.destroyed) return
+  if (closeDelimited) res.socket?.resetAndDestroy()
+  else res.destroy()
+}
+
+/** The first chunk (the stream is left paused), or null when it ends without one. */
+function firstChunk(out: Readable): Promise<Buffer | null> {
+  return new Promise((resolve) => {
+    const done = (v: Buffer | null) => { out.off('data', onData); out.off('end', onEnd); out.off('close', onEnd); resolve(v) }
+    const onData = (c: Buffer) => { out.pause(); done(c) }
+    const onEnd = () => done(null)
+    out.on('data', onData)
+    out.once('end', onEnd)
+    out.once('close', onEnd)
+  })
+}
 
 /** Whether zfs send ended well; a failure is logged here (a client gone is not worth an error). */
 async function outcome(d: RouteDeps, lease: Lease, child: Child, quiet: () => boolean): Promise<boolean> {
@@ -229,10 +254,24 @@ async function sendDirect(d: RouteDeps, ctx: Koa.Context, lease: Lease, socket: 
   }
 }
 
-/** Through us, for sockets a child cannot write into: backpressure by pipe(), idle by 'drain', bytes by a counter. */
+/**
+ * Through us, for sockets a child cannot write into or a reset cannot cut
+ * (a unix socket: chunked, the 200 sent once zfs has produced bytes, as
+ * before): backpressure by pipe(), idle by 'drain', bytes by a counter.
+ */
 async function sendPiped(d: RouteDeps, ctx: Koa.Context, lease: Lease, child: Child, idleMs: number): Promise<boolean> {
   const { res } = ctx
   const out = child.stdout!
+  if (!res.headersSent) {
+    const head = await firstChunk(out)
+    if (head === null) {
+      await child.done // no byte and no error would be an empty stream: say so
+      throw new Error(`zfs send ${lease.snapshot} produced no data`)
+    }
+    res.writeHead(200, headersOf(lease))
+    d.onSentBytes?.(head.byteLength)
+    res.write(head)
+  }
   let gone = false
   const stopWatch = watchIdle(res, idleMs, () => {
     d.log.warn({ snapshot: lease.snapshot, idleMs, path: ctx.req.url }, 'download client took no bytes for the idle timeout; cutting it')
