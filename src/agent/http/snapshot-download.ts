@@ -111,8 +111,7 @@ const PRE_EXEC_BYTES = 1
 
 /**
  * Follow a child that writes into the socket itself: count what it wrote
- * (its `wchar`, less the fork's own byte), and
- * call `onIdle` once if it wrote nothing for `ms` (the client takes no
+ * (its `wchar`, less the fork's own byte and its stderr), and call `onIdle` once if it wrote nothing for `ms` (the client takes no
  * bytes, so zfs send is blocked on the socket). A last reading when its
  * stderr closes, i.e. as it exits and before it is reaped, makes the count
  * whole. Returns a stop function.
@@ -122,16 +121,20 @@ function followChild(child: Child, ms: number, onBytes: ((n: number) => void) | 
   if (pid === undefined) return () => {}
   let last = PRE_EXEC_BYTES
   let since = Date.now()
+  let errBytes = 0 // zfs's own messages are not the stream
+  const onErr = (c: Buffer) => { errBytes += c.length }
+  child.stderr?.on('data', onErr)
   const sample = () => {
-    const now = bytesWrittenBy(pid)
-    if (now === undefined) return
+    const w = bytesWrittenBy(pid)
+    if (w === undefined) return
+    const now = w - errBytes
     if (now > last) { onBytes?.(now - last); last = now; since = Date.now(); return }
     if (Date.now() - since >= ms) { stop(); onIdle() }
   }
   const timer = setInterval(sample, Math.max(10, Math.min(250, Math.floor(ms / 4))))
   timer.unref()
   child.stderr?.once('end', sample)
-  const stop = () => { clearInterval(timer); child.stderr?.off('end', sample) }
+  const stop = () => { clearInterval(timer); child.stderr?.off('end', sample); child.stderr?.off('data', onErr) }
   return stop
 }
 

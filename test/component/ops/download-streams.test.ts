@@ -134,6 +134,13 @@ t.test('a child that fails after bytes went out: the connection is reset, the cl
   t.equal(r.bytes, 1 << 20, 'the bytes went out')
   t.ok(r.error, `then an error, never a clean end (${r.error})`)
   t.ok(await until(() => seen.released === 1, 5000), 'released')
+
+  // head complains on stderr, then writes 1 MiB, then exits 1: the count is the stream, not the message.
+  const counted = fresh()
+  const h = await serve(t, app(['head', '-q', '-c', String(1 << 20), '/nonexistent', '/dev/zero'], counted))
+  await get(new URL(urlOf(h)))
+  t.ok(await until(() => counted.released === 1, 5000), 'released')
+  t.equal(counted.counted, 1 << 20, 'counted the stream, not the error message')
 })
 
 t.test('a client gone mid-stream: the child dies on its next write, the lease is released, bytes counted', async (t) => {
