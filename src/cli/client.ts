@@ -111,7 +111,12 @@ export class AgentClient {
       ? { socketPath: o.socket, path: fullPath, method, headers }
       : { hostname: base.hostname.replace(/^\[|\]$/g, ''), port: base.port || (secure ? 443 : 80), path: fullPath, method, headers }
     return new Promise((resolve, reject) => {
-      const req = (secure && o.socket === undefined ? https : http).request(target, (res) => resolve({ status: res.statusCode ?? 0, headers: res.headers, res }))
+      const req = (secure && o.socket === undefined ? https : http).request(target, (res) => {
+        // A download ends at the connection's close, and a failed one with a reset: Node reports the reset
+        // on the request and would end the response as if whole, so it must fail the response here.
+        req.on('error', (e) => res.destroy(e))
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, res })
+      })
       req.on('error', (e: NodeJS.ErrnoException) => reject(new TransportError(`request to the agent at ${o.socket ?? o.url} failed: ${e.code ?? e.message}`)))
       req.end(body)
     })

@@ -24,7 +24,8 @@ export interface ExecOptions {
 
 export interface SpawnOptions extends ExecOptions {
   readonly stdin?: 'pipe' | 'ignore'
-  readonly stdout?: 'pipe' | 'ignore'
+  /** A number: a descriptor the child writes into itself (e.g. a socket), so no byte passes through us. */
+  readonly stdout?: 'pipe' | 'ignore' | number
 }
 
 /** A running process whose stdout/stdin the caller streams. */
@@ -32,6 +33,8 @@ export interface Child {
   readonly pid: number | undefined
   readonly stdin: Writable | null
   readonly stdout: Readable | null
+  /** Buffered for `done`'s error; its end means the child is exiting. */
+  readonly stderr?: Readable | null
   /** Resolves on exit 0; rejects with what `toError` made of the failure. */
   readonly done: Promise<void>
   /** SIGTERM now, SIGKILL 5 s later if it is still there. */
@@ -64,8 +67,10 @@ export async function runCommand(bin: string, args: readonly string[], toError: 
 
 /** Start a process whose stdin and/or stdout are streams for the caller. */
 export function spawnCommand(bin: string, args: readonly string[], toError: ToError, o: SpawnOptions = {}): Child {
+  // execa's types list only fds 3-9, but hands any descriptor number to spawn() as it is.
+  const stdout = (o.stdout ?? 'pipe') as 'pipe' | 'ignore' | 3
   const sub = execa(bin, args, {
-    env: ENV, stdin: o.stdin ?? 'ignore', stdout: o.stdout ?? 'pipe', stderr: 'pipe',
+    env: ENV, stdin: o.stdin ?? 'ignore', stdout, stderr: 'pipe',
     buffer: { stdout: false, stderr: true }, reject: false, maxBuffer: MAX_BUFFER,
     timeout: o.timeoutMs ?? 0, forceKillAfterDelay: 5000, ...(o.signal ? { cancelSignal: o.signal } : {}),
   })
@@ -78,6 +83,7 @@ export function spawnCommand(bin: string, args: readonly string[], toError: ToEr
     pid: sub.pid,
     stdin: sub.stdin,
     stdout: sub.stdout,
+    stderr: sub.stderr,
     done,
     kill: () => { sub.kill('SIGTERM') },
   }

@@ -21,6 +21,9 @@ export type { ExecOptions } from '../common/exec.js'
 
 type Props = Readonly<Record<string, string>>
 
+/** A send's stdout: a pipe for the caller (default), or a descriptor zfs writes into itself. */
+export type StreamOptions = ExecOptions & { readonly stdout?: 'pipe' | number }
+
 /** Errors our side of a pipe sees when the process at the other end went away. */
 function isPipeError(e: unknown): boolean {
   const code = (e as { code?: string } | null)?.code
@@ -43,8 +46,8 @@ export interface Zfs {
   rollback(snap: string, o?: { destroyMoreRecent?: boolean; destroyClones?: boolean }, x?: ExecOptions): Promise<void>
   rename(from: string, to: string, o?: { parents?: boolean }, x?: ExecOptions): Promise<void>
   /** A running `zfs send`; the caller consumes `stdout` and awaits `done`. */
-  send(snap: string, o?: SendOptions, x?: ExecOptions): Child
-  sendResume(token: string, x?: ExecOptions): Child
+  send(snap: string, o?: SendOptions, x?: StreamOptions): Child
+  sendResume(token: string, x?: StreamOptions): Child
   /** Estimated stream size in bytes (`zfs send -nP`). */
   sendEstimate(snap: string, o?: SendOptions, x?: ExecOptions): Promise<number>
   /** What a resume token names, decoded by zfs itself (so a corrupt one is refused). */
@@ -94,8 +97,8 @@ export function createZfs(runner: ZfsRunner = createZfsRunner()): Zfs {
     async destroy(name, o, x) { await zfs(cmd.destroy(name, o), x) },
     async rollback(snap, o, x) { await zfs(cmd.rollback(snap, o), x) },
     async rename(from, to, o, x) { await zfs(cmd.rename(from, to, o), x) },
-    send(snap, o, x) { return runner.spawn('zfs', cmd.send(snap, o), { ...x, stdout: 'pipe' }) },
-    sendResume(token, x) { return runner.spawn('zfs', cmd.sendResume(token), { ...x, stdout: 'pipe' }) },
+    send(snap, o, x) { return runner.spawn('zfs', cmd.send(snap, o), { stdout: 'pipe', ...x }) },
+    sendResume(token, x) { return runner.spawn('zfs', cmd.sendResume(token), { stdout: 'pipe', ...x }) },
     async sendEstimate(snap, o, x) { return parse.parseSendEstimate(await zfs(cmd.sendEstimate(snap, o), x)) },
     async describeResumeToken(token, x) { return parse.parseResumeToken(await zfs(cmd.sendResume(token, { describe: true }), x)) },
     async receive(name, input, o, x) {

@@ -1,6 +1,8 @@
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import http from 'node:http'
+import { once } from 'node:events'
 import { bash, fillRandom, haveZfs, sh, settle, sha256Of, volumeWithSnapshot } from '../helpers/zpool.js'
 import { startAgent, restartAgent } from '../helpers/agent.js'
 import { HOLD_PREFIX } from '../../src/agent/services/downloads.js'
@@ -158,6 +160,54 @@ t.test('replication-grade downloads', async (t) => {
     t.match(await fifth.text(), /busy: 4 downloads/)
     spawnSync('pkill', ['-f', 'curl -sS --limit-rate'])
     await Promise.all(slow)
+  })
+
+  await t.test('zero-copy: zfs send writes into the socket; a clean close means whole, a killed send is an error to curl', async (t) => {
+    const big = `${a.pool}/guests/zc`
+    volumeWithSnapshot(big, { sizeMiB: 48, fillMiB: 24 })
+    const sentTotal = async () => Number(/^mistify_download_bytes_total (\d+)/m.exec(await (await fetch(`${a.url}/metrics`)).text())?.[1] ?? NaN)
+    const raw = (await bash(`zfs send ${big}@s | sha256sum`)).stdout.split(' ')[0]
+    const before = await sentTotal()
+    const whole = await bash(`curl -sS -D /tmp/zc-h -o /tmp/zc.bin -w '%{size_download}' '${url('id=guests/zc@s')}'`)
+    t.equal(whole.status, 0, `a complete stream: curl exits 0 ${whole.stderr}`)
+    const headers = readFileSync('/tmp/zc-h', 'utf8')
+    t.match(headers, /^connection: close\r$/im, 'close-delimited')
+    t.notMatch(headers, /transfer-encoding|content-length/i, 'no chunk framing, no length')
+    t.equal((await sha('/tmp/zc.bin')), raw, 'bit-identical to zfs send')
+    t.equal(await sentTotal() - before, Number(whole.stdout), 'counted for /metrics exactly')
+    const recv = await bash(`zfs receive ${a.pool}/guests/zc-copy < /tmp/zc.bin`)
+    t.equal(recv.status, 0, `and receivable ${recv.stderr}`)
+    let left = 1
+    for (let i = 0; i < 50 && left; i++) { await new Promise((r) => setTimeout(r, 100)); left = ourHolds(`${big}@s`).length }
+    t.equal(left, 0, 'the hold went when zfs send exited')
+
+    // zfs send killed mid-stream: the connection is reset, so curl fails instead of keeping a short file.
+    const slow = bash(`curl -sS --limit-rate 2M -o /tmp/zc-cut.bin '${url('id=guests/zc@s')}'`)
+    let pid = ''
+    for (let i = 0; i < 100 && !pid; i++) {
+      await new Promise((r) => setTimeout(r, 100))
+      pid = spawnSync('pgrep', ['-f', `zfs send ${big}@s`], { encoding: 'utf8' }).stdout.trim()
+    }
+    t.ok(pid, 'zfs send running')
+    await new Promise((r) => setTimeout(r, 1500)) // bytes went out first
+    spawnSync('kill', ['-9', ...pid.split('\n')])
+    const cut = await slow
+    t.not(cut.status, 0, `curl exits non-zero (${cut.status}: ${cut.stderr.trim()})`)
+    left = 1
+    for (let i = 0; i < 50 && left; i++) { await new Promise((r) => setTimeout(r, 100)); left = ourHolds(`${big}@s`).length }
+    t.equal(left, 0, 'the hold went with it')
+
+    // The same route on a unix socket, as the agent can listen.
+    const sock = '/tmp/zc-agent.sock'
+    spawnSync('rm', ['-f', sock])
+    const server = http.createServer(a.agent.app.callback()).listen(sock)
+    await once(server, 'listening')
+    t.teardown(() => { server.closeAllConnections(); server.close() })
+    const viaUnix = await bash(`curl -sfS --unix-socket ${sock} 'http://localhost/snapshots/download?id=guests/zc@s' | sha256sum`)
+    t.equal(viaUnix.status, 0, viaUnix.stderr)
+    t.equal(viaUnix.stdout.split(' ')[0], raw, 'bit-identical over the unix socket')
+    sh('zfs', ['destroy', '-r', `${a.pool}/guests/zc-copy`])
+    sh('zfs', ['destroy', '-r', big])
   })
 
   await t.test('holds left by a crash are released at start-up', async (t) => {

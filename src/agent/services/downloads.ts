@@ -26,13 +26,28 @@ export interface Lease {
   readonly kind: 'full' | 'incremental' | 'resume'
   /** `zfs send -nP`'s estimate in bytes: a hint, not a promise. */
   readonly estimate: number | undefined
-  readonly child: Child
-  /** Kill the stream if it still runs, and drop the hold. Idempotent. */
+  /**
+   * Start `zfs send` (once): its stdout a pipe for the caller, or a
+   * descriptor it writes into itself (the client's socket: zero-copy).
+   */
+  start(stdout: 'pipe' | number): Child
+  /** Kill the stream if it runs, and drop the hold. Idempotent. */
   release(): Promise<void>
 }
 
 /** What a stream would be, from the dry run alone (HEAD). */
 export type Probe = Pick<Lease, 'snapshot' | 'kind' | 'estimate'>
+
+// A zfs send writing into a client's socket outlives us unless killed: nothing of ours sits between them.
+const running = new Set<Child>()
+let exitHook = false
+function track(child: Child): void {
+  running.add(child)
+  void child.done.catch(() => {}).finally(() => running.delete(child))
+  if (exitHook) return
+  exitHook = true
+  process.once('exit', () => { for (const c of running) c.kill() })
+}
 
 /** Tag prefix of this agent's holds; start-up releases any it finds. */
 export const HOLD_PREFIX = 'mistify-download.'
@@ -49,7 +64,7 @@ export function createDownloadService(d: Deps & {
   const active = new Map<string, number>()
   // All snapshots together: a zfs send and a hold each, and nothing else bounded them.
   const maxDownloads = d.config.maxDownloads ?? 16
-  let running = 0
+  let streams = 0
 
   /**
    * zfs sends the snapshot whose guid the token carries, searching upward
@@ -141,29 +156,37 @@ export function createDownloadService(d: Deps & {
       if (o.probe) return { snapshot: snap.name, kind, estimate } satisfies Probe as never
       const n = active.get(snap.name) ?? 0
       if (n >= maxPerSnapshot) throw new BusyError(`busy: ${n} downloads of ${snap.name} running, try again later`)
-      if (running >= maxDownloads) throw new BusyError(`busy: ${running} downloads running, try again later`)
+      if (streams >= maxDownloads) throw new BusyError(`busy: ${streams} downloads running, try again later`)
       active.set(snap.name, n + 1)
-      running++
+      streams++
       const tag = `${HOLD_PREFIX}${randomBytes(6).toString('hex')}`
       const holdOpts = { recursive: req.recursive && kind !== 'resume' }
       try {
         await zfs.hold(tag, snap.name, holdOpts)
       } catch (e) {
         active.set(snap.name, n)
-        running--
+        streams--
         throw e
       }
-      const child = kind === 'resume' ? zfs.sendResume(req.token) : zfs.send(snap.name, opts)
+      let child: Child | undefined
       let released: Promise<void> | undefined
       const lease: Lease = {
-        snapshot: snap.name, kind, estimate, child,
+        snapshot: snap.name, kind, estimate,
+        start(stdout) {
+          if (child || released) throw new Error(`the stream of ${snap.name} was already started or released`)
+          child = kind === 'resume' ? zfs.sendResume(req.token, { stdout }) : zfs.send(snap.name, opts, { stdout })
+          track(child)
+          return child
+        },
         release() {
           released ??= (async () => {
-            child.kill()
-            await child.done.catch(() => {})
+            if (child) {
+              child.kill()
+              await child.done.catch(() => {})
+            }
             await zfs.release(tag, snap.name, holdOpts).catch((e: Error) => d.onError?.({ snapshot: snap.name, tag, err: e.message }, 'could not release hold'))
             active.set(snap.name, (active.get(snap.name) ?? 1) - 1)
-            running--
+            streams--
           })()
           return released
         },

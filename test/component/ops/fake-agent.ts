@@ -82,7 +82,7 @@ export function fakeServices(fa: Pick<FakeAgent, 'calls' | 'cutNextDownload'> & 
       stdout.on('end', () => (cut ? fail(new Error('zfs send died')) : ok()))
       return {
         snapshot: `tank/${req.id}`, kind: 'full' as const, estimate: STREAM.length,
-        child: { pid: 1, stdin: null, stdout, done, kill },
+        start: () => ({ pid: undefined, stdin: null, stdout, done, kill }),
         async release() { if (gone) return; gone = true; kill(); fa.released = (fa.released ?? 0) + 1 },
       }
     },
