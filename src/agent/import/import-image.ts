@@ -35,6 +35,8 @@ export const RECEIVE_EXCLUDED_PROPERTIES = [
   'refreservation', 'reservation', 'volmode', 'snapdev', 'copies', 'dedup', 'checksum', 'compression', 'sync',
   PROP_IMAGE, PROP_SHA256, PROP_FORMAT,
 ] as const
+/** Output piece of the gunzip (zlib's default is 16 KiB): fewer, larger chunks downstream. */
+const GUNZIP_CHUNK = 256 * 1024
 /** Multiple of every volblocksize a zvol gets by default: a valid volsize whatever the pool's default. */
 const VOLSIZE_STEP = 128 * 1024
 
@@ -97,9 +99,6 @@ export async function importImage(o: {
   // Hash and count the bytes as served: that is what the image service's checksum covers.
   const hash = createHash('sha256')
   let bytes = 0
-  async function* served(): AsyncGenerator<Buffer> {
-    for await (const c of o.body) { hash.update(c); bytes += c.length; yield c }
-  }
   const checkServed = () => {
     const sha256 = hash.digest('hex')
     if (o.expectedBytes !== undefined && o.expectedBytes !== bytes) {
@@ -112,11 +111,25 @@ export async function importImage(o: {
   }
 
   try {
-    const body = await peek(served(), 2)
+    // The first bytes tell gzip, and (not gzipped) the format; they are not consumed.
+    const body = await peek(o.body, SNIFF_BYTES)
     if (body.head.length === 0) throw new UpstreamError('image source sent an empty body')
+    const gzip = isGzip(body.head)
+    // One pass over the bytes as served, the only stage a plain body takes: counted, hashed,
+    // and (not gzipped: these are the decoded bytes) held to maxBytes.
+    const max = gzip ? Infinity : o.maxBytes
+    async function* served(): AsyncGenerator<Buffer> {
+      for await (const c of body.all) {
+        bytes += c.length
+        if (bytes > max) throw new UpstreamError(`image ${id}: larger than ${max} bytes decoded (maxImageBytes)`)
+        hash.update(c)
+        yield c
+      }
+    }
     // pipeline() so a source failure destroys the gunzip, and a gunzip failure ends the source.
-    const decoded: AsyncIterable<Buffer> = isGzip(body.head) ? pipeline(body.all, createGunzip(), () => {}) : body.all
-    const payload = await peek(limited(decoded, o.maxBytes, id), SNIFF_BYTES)
+    const payload = gzip
+      ? await peek(limited(pipeline(served(), createGunzip({ chunkSize: GUNZIP_CHUNK }), () => {}), o.maxBytes, id), SNIFF_BYTES)
+      : { head: body.head, all: served() }
     const format = decideFormat(id, payload.head, o.format)
     let snapName = DISK_IMAGE_SNAPSHOT
     let volsize: number
