@@ -9,7 +9,7 @@
  * removes; nothing half-written ever carries the image's name.
  */
 import { createHash } from 'node:crypto'
-import { pipeline } from 'node:stream'
+import { pipeline, Readable } from 'node:stream'
 import { createGunzip } from 'node:zlib'
 import { AgentError, UpstreamError } from '../errors.js'
 import { DatasetBusyError, DatasetNotFoundError, ZfsError, type Zfs, zvolPath } from '../../zfs/index.js'
@@ -37,6 +37,8 @@ export const RECEIVE_EXCLUDED_PROPERTIES = [
 ] as const
 /** Output piece of the gunzip (zlib's default is 16 KiB): fewer, larger chunks downstream. */
 const GUNZIP_CHUNK = 256 * 1024
+/** Bytes fetched and hashed ahead of what `zfs receive` has taken. */
+const RECEIVE_READ_AHEAD = 2 << 20
 /** Multiple of every volblocksize a zvol gets by default: a valid volsize whatever the pool's default. */
 const VOLSIZE_STEP = 128 * 1024
 
@@ -136,7 +138,9 @@ export async function importImage(o: {
     const scratchBytes = roundUp(o.maxBytes, VOLSIZE_STEP)
     if (format === 'zfs') {
       assertPlainStream(id, zfsStreamHeader(payload.head))
-      await zfs.receive(temp, payload.all, { noMount: true, exclude: RECEIVE_EXCLUDED_PROPERTIES }, x).catch((e: unknown) => {
+      // Read-ahead: while zfs drains the pipe, the next bytes are fetched and hashed (one thread does both).
+      const feed = Readable.from(payload.all, { objectMode: false, highWaterMark: RECEIVE_READ_AHEAD })
+      await zfs.receive(temp, feed, { noMount: true, exclude: RECEIVE_EXCLUDED_PROPERTIES }, x).catch((e: unknown) => {
         // Both are the image's fault, and must say so rather than 'internal error': zfs refusing the stream
         // (unknown feature flags, say), and zfs done with a whole stream while the body goes on (the pipe closed under it).
         if (e instanceof ZfsError && e.kind === 'other') throw new UpstreamError(`image ${id}: zfs receive refused the stream: ${e.message}`, { cause: e })
