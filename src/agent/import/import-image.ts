@@ -9,7 +9,7 @@
  * removes; nothing half-written ever carries the image's name.
  */
 import { createHash } from 'node:crypto'
-import { pipeline } from 'node:stream'
+import { pipeline, Readable } from 'node:stream'
 import { createGunzip } from 'node:zlib'
 import { AgentError, UpstreamError } from '../errors.js'
 import { DatasetBusyError, DatasetNotFoundError, ZfsError, type Zfs, zvolPath } from '../../zfs/index.js'
@@ -35,6 +35,10 @@ export const RECEIVE_EXCLUDED_PROPERTIES = [
   'refreservation', 'reservation', 'volmode', 'snapdev', 'copies', 'dedup', 'checksum', 'compression', 'sync',
   PROP_IMAGE, PROP_SHA256, PROP_FORMAT,
 ] as const
+/** Output piece of the gunzip (zlib's default is 16 KiB): fewer, larger chunks downstream. */
+const GUNZIP_CHUNK = 256 * 1024
+/** Bytes fetched and hashed ahead of what `zfs receive` has taken. */
+const RECEIVE_READ_AHEAD = 2 << 20
 /** Multiple of every volblocksize a zvol gets by default: a valid volsize whatever the pool's default. */
 const VOLSIZE_STEP = 128 * 1024
 
@@ -97,9 +101,6 @@ export async function importImage(o: {
   // Hash and count the bytes as served: that is what the image service's checksum covers.
   const hash = createHash('sha256')
   let bytes = 0
-  async function* served(): AsyncGenerator<Buffer> {
-    for await (const c of o.body) { hash.update(c); bytes += c.length; yield c }
-  }
   const checkServed = () => {
     const sha256 = hash.digest('hex')
     if (o.expectedBytes !== undefined && o.expectedBytes !== bytes) {
@@ -112,18 +113,34 @@ export async function importImage(o: {
   }
 
   try {
-    const body = await peek(served(), 2)
+    // The first bytes tell gzip, and (not gzipped) the format; they are not consumed.
+    const body = await peek(o.body, SNIFF_BYTES)
     if (body.head.length === 0) throw new UpstreamError('image source sent an empty body')
+    const gzip = isGzip(body.head)
+    // One pass over the bytes as served, the only stage a plain body takes: counted, hashed,
+    // and (not gzipped: these are the decoded bytes) held to maxBytes.
+    const max = gzip ? Infinity : o.maxBytes
+    async function* served(): AsyncGenerator<Buffer> {
+      for await (const c of body.all) {
+        bytes += c.length
+        if (bytes > max) throw new UpstreamError(`image ${id}: larger than ${max} bytes decoded (maxImageBytes)`)
+        hash.update(c)
+        yield c
+      }
+    }
     // pipeline() so a source failure destroys the gunzip, and a gunzip failure ends the source.
-    const decoded: AsyncIterable<Buffer> = isGzip(body.head) ? pipeline(body.all, createGunzip(), () => {}) : body.all
-    const payload = await peek(limited(decoded, o.maxBytes, id), SNIFF_BYTES)
+    const payload = gzip
+      ? await peek(limited(pipeline(served(), createGunzip({ chunkSize: GUNZIP_CHUNK }), () => {}), o.maxBytes, id), SNIFF_BYTES)
+      : { head: body.head, all: served() }
     const format = decideFormat(id, payload.head, o.format)
     let snapName = DISK_IMAGE_SNAPSHOT
     let volsize: number
     const scratchBytes = roundUp(o.maxBytes, VOLSIZE_STEP)
     if (format === 'zfs') {
       assertPlainStream(id, zfsStreamHeader(payload.head))
-      await zfs.receive(temp, payload.all, { noMount: true, exclude: RECEIVE_EXCLUDED_PROPERTIES }, x).catch((e: unknown) => {
+      // Read-ahead: while zfs drains the pipe, the next bytes are fetched and hashed (one thread does both).
+      const feed = Readable.from(payload.all, { objectMode: false, highWaterMark: RECEIVE_READ_AHEAD })
+      await zfs.receive(temp, feed, { noMount: true, exclude: RECEIVE_EXCLUDED_PROPERTIES }, x).catch((e: unknown) => {
         // Both are the image's fault, and must say so rather than 'internal error': zfs refusing the stream
         // (unknown feature flags, say), and zfs done with a whole stream while the body goes on (the pipe closed under it).
         if (e instanceof ZfsError && e.kind === 'other') throw new UpstreamError(`image ${id}: zfs receive refused the stream: ${e.message}`, { cause: e })
