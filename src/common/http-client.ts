@@ -71,9 +71,6 @@ export interface HttpResponse {
   abandon(): void
 }
 
-/** How much of a body may be read ahead of its reader (per connection; net.Socket's option, passed on by the agent). */
-const BODY_SOCKET = { highWaterMark: 1 << 20 }
-
 const REDIRECTS = new Set([301, 302, 303, 307, 308])
 
 /** A kept-alive connection the server closed just as it was reused: nothing came back, so asking again is safe. */
@@ -170,9 +167,6 @@ function request(u: URL, o: GetOptions): Promise<{ req: http.ClientRequest; res:
     let response: http.IncomingMessage | undefined
     const req = (u.protocol === 'https:' ? https : http).get(u, {
       ...(o.signal ? { signal: o.signal } : {}), ...(lookup ? { lookup } : {}), timeout: o.idleTimeoutMs, headers,
-      // The socket reads on while the reader is busy, and a reader that falls behind gets what
-      // arrived meanwhile as one chunk: fewer, larger chunks through every step after this one.
-      ...BODY_SOCKET,
     }, (res) => {
       response = res
       resolve({ req, res })

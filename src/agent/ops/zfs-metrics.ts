@@ -56,7 +56,7 @@ export function instrumentRunner(runner: ZfsRunner, metrics: Observer): ZfsRunne
       const done = child.done.then(() => observe(bin, command, start), (e: unknown) => { observe(bin, command, start, e); throw e })
       done.catch(() => {}) // as exec.ts: callers look at done only after their stream ends
       const wrapped: Child = {
-        pid: child.pid, stdin, stdout: child.stdout, done, kill: () => child.kill(),
+        pid: child.pid, stdin, stdout: child.stdout, stderr: child.stderr ?? null, done, kill: () => child.kill(),
       }
       return wrapped
     },

@@ -13,7 +13,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
 import Koa from 'koa'
-import { spawnCommand } from '../../../src/common/exec.js'
+import { createZfsRunner } from '../../../src/zfs/runner.js'
+import { instrumentRunner } from '../../../src/agent/ops/zfs-metrics.js'
+import { createMetrics } from '../../../src/agent/ops/metrics.js'
+import type { Child } from '../../../src/common/exec.js'
 import { snapshotDownload, fromQuery } from '../../../src/agent/http/snapshot-download.js'
 import { silentLogger, type Logger } from '../../../src/common/log.js'
 import type { Lease } from '../../../src/agent/services/downloads.js'
@@ -25,13 +28,14 @@ function app(argv: [string, ...string[]], seen: Seen, o: { idleTimeoutMs?: numbe
     ...(o.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: o.idleTimeoutMs }),
     async describe() { return { snapshot: 'tank/guests/g@s', kind: 'full' as const, estimate: undefined } },
     async open(): Promise<Lease> {
-      let child: ReturnType<typeof spawnCommand> | undefined
+      let child: Child | undefined
       let done: Promise<void> | undefined
       return {
         snapshot: 'tank/guests/g@s', kind: 'full', estimate: undefined,
         start(stdout) {
           seen.stdout.push(stdout)
-          child = spawnCommand(argv[0], argv.slice(1), () => new Error(`${argv[0]} failed`), { stdout })
+          // Through the runner the agent uses (metrics wrapper included): the final count needs the child's stderr.
+          child = instrumentRunner(createZfsRunner({ zfsBin: argv[0] }), createMetrics({ defaultMetrics: false })).spawn('zfs', argv.slice(1), { stdout })
           return child
         },
         // As the real lease: kill, wait for the child to be gone, then drop the hold.

@@ -53,6 +53,7 @@ t.test('instrumentRunner: durations, failures by kind, bytes into receive', asyn
   const m = createMetrics()
   const stdin = new PassThrough()
   stdin.resume()
+  const stderr = new PassThrough()
   let finish!: () => void
   const fake: ZfsRunner = {
     async run(_bin, args) {
@@ -62,7 +63,7 @@ t.test('instrumentRunner: durations, failures by kind, bytes into receive', asyn
     spawn(_bin, args) {
       const done = new Promise<void>((resolve, reject) => { finish = () => (args[1] === 'bad' ? reject(new Error('x')) : resolve()) })
       done.catch(() => {})
-      const c: Child = { pid: 1, stdin, stdout: null, done, kill() {} }
+      const c: Child = { pid: 1, stdin, stdout: null, stderr, done, kill() {} }
       return c
     },
   }
@@ -75,6 +76,7 @@ t.test('instrumentRunner: durations, failures by kind, bytes into receive', asyn
   finish()
   await child.done
   const bad = r.spawn('zfs', ['send', 'bad'])
+  t.equal(bad.stderr, stderr, 'stderr passes through: its end is when a zero-copy download takes its last count')
   finish()
   await t.rejects(bad.done, { message: 'x' })
   t.equal(await value(m, 'mistify_import_bytes_total'), 103)
