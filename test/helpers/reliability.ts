@@ -7,7 +7,7 @@
  */
 import { execFile } from 'node:child_process'
 import type { Test } from 'tap'
-import { ownPools, sh } from './zpool.js'
+import { sh } from './zpool.js'
 
 /** MISTIFY_RELIABILITY=long selects the long settings (scripts/reliability.sh). */
 export const LONG = process.env.MISTIFY_RELIABILITY === 'long'
@@ -95,31 +95,16 @@ export function under(state: readonly string[], root: string): string[] {
   })
 }
 
-/**
- * Processes of this test file: its descendants (the in-process agent's
- * children) and any process naming one of its pools (orphans of a killed
- * agent). Other test files running at the same time in the VM are not seen.
- */
-async function ownProcesses(): Promise<string[]> {
-  const out = await new Promise<string>((resolve) => execFile('ps', ['-eo', 'pid=,ppid=,args='], (_e, stdout) => resolve(stdout ?? '')))
-  const rows = out.split('\n').map((l) => /^\s*(\d+)\s+(\d+)\s+(.*)$/.exec(l)).filter((m) => m !== null)
-  const parent = new Map(rows.map((m) => [Number(m[1]), Number(m[2])]))
-  const mine = (pid: number): boolean => {
-    for (let p = parent.get(pid), n = 0; p !== undefined && p > 1 && n < 64; p = parent.get(p), n++) if (p === process.pid) return true
-    return false
-  }
-  const pools = [...ownPools]
-  return rows.filter((m) => mine(Number(m[1])) || pools.some((p) => m[3]!.includes(p))).map((m) => `${m[1]} ${m[3]}`)
-}
-
-/** Running zfs send/receive processes of this test file (their command lines), without blocking the event loop. */
+/** Running zfs send/receive processes (their command lines), without blocking the event loop. */
 export async function zfsStreams(): Promise<string[]> {
-  return (await ownProcesses()).filter((l) => /^\d+\s+(\S*\/)?zfs (send|receive|recv)\b/.test(l))
+  const out = await new Promise<string>((resolve) => execFile('ps', ['-eo', 'pid=,args='], (_e, stdout) => resolve(stdout ?? '')))
+  return out.split('\n').filter((l) => /^\s*\d+\s+(\S*\/)?zfs (send|receive|recv)\b/.test(l)).map((l) => l.trim())
 }
 
-/** Any zfs or zpool process of this test file (orphans of a killed agent finish on their own). */
+/** Any zfs or zpool process at all (orphans of a killed agent finish on their own). */
 export async function zfsProcesses(): Promise<string[]> {
-  return (await ownProcesses()).filter((l) => /^\d+\s+(\S*\/)?(zfs|zpool) /.test(l))
+  const out = await new Promise<string>((resolve) => execFile('ps', ['-eo', 'pid=,args='], (_e, stdout) => resolve(stdout ?? '')))
+  return out.split('\n').filter((l) => /^\s*\d+\s+(\S*\/)?(zfs|zpool) /.test(l)).map((l) => l.trim())
 }
 
 /** Poll `probe` until it returns an empty list or `ms` pass; the last result. */

@@ -22,12 +22,8 @@ export function sh(cmd: string, args: readonly string[], input?: Buffer): string
   return execFileSync(cmd, args, { encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' }, ...(input ? { input } : {}) })
 }
 
-/** Pools this process made: process probes count what touches them (test files run side by side in the VM). */
-export const ownPools = new Set<string>()
-
 export function createFilePool(t: Teardown, o: { files?: number; sizeMiB?: number; prefix?: string } = {}): TestPool {
   const name = `${o.prefix ?? 'mtest'}${randomBytes(4).toString('hex')}`
-  ownPools.add(name)
   const dir = mkdtempSync(join(tmpdir(), `${name}-`))
   const files = Array.from({ length: o.files ?? 1 }, (_, i) => {
     const f = join(dir, `disk${i}`)
