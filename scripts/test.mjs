@@ -104,6 +104,9 @@ if (only !== '--unit') {
   ].join('\n')
   // The first VM's output streams; the others' is held and printed whole after it.
   const held = groups.map(() => [])
+  const flush = () => { for (const h of held.slice(1)) process.stdout.write(Buffer.concat(h.splice(0).map((c) => Buffer.from(c)))) }
+  // Stopped early: what the other VMs said so far is still shown.
+  for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => { flush(); process.exit(130) })
   const vms = await Promise.all(groups.map(async (args, i) => {
     const own = i === 0 ? share : mkdtempSync(join(tmpdir(), 'mistify-vm-share-'))
     if (groups.length > 1) held[i].push(`== VM ${i + 1} of ${groups.length}: ${args.map((f) => f.replace(/^.*\//, '')).join(' ')} ==\n`)
@@ -113,7 +116,7 @@ if (only !== '--unit') {
     if (i !== 0) rmSync(own, { recursive: true, force: true })
     return r
   }))
-  for (const h of held.slice(1)) process.stdout.write(Buffer.concat(h.map((c) => Buffer.from(c))))
+  flush()
   rmSync(share, { recursive: true, force: true })
   vms.forEach((vm, i) => tiers.push([groups.length > 1 ? `vm ${i + 1}` : 'vm', vm]))
 }
