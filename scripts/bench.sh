@@ -3,8 +3,8 @@
 # Builds, packs the project into a share, runs scripts/bench/run.mjs inside
 # the VM, prints its table and detail, and copies the JSON (and, with
 # BENCH_PROFILE=1, the agents' CPU profiles) to bench-results/.
-# Every BENCH_* variable is passed on (see scripts/bench/run.mjs).
-# On this shared 2-core machine wrap it: vmslot [--exclusive] bash scripts/bench.sh
+# Every BENCH_* variable is passed on (see scripts/bench/run.mjs). Figures
+# mean most on an otherwise idle machine: other VMs compete for the same cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 npm run build >/dev/null
@@ -19,10 +19,11 @@ for v in $(compgen -e | grep '^BENCH_' || true); do
 done
 [ "${BENCH_PROFILE:-0}" != 0 ] && vars="$vars BENCH_PROFILE=/mnt/host/prof"
 set +e
-bash scripts/vm/run.sh --share "$share" --timeout "${BENCH_VM_TIMEOUT:-2700}" -- \
+bash scripts/vm/run.sh --share "$share" --timeout "${BENCH_VM_TIMEOUT:-4800}" -- \
   "set -e; mkdir -p /tmp/p; tar -C /tmp/p -xf /mnt/host/project.tar; cd /tmp/p; env$vars node scripts/bench/run.mjs /mnt/host/bench.json"
 rc=$?
 set -e
 [ -f "$share/bench.json" ] && cp "$share/bench.json" bench-results/bench.json && echo "JSON: bench-results/bench.json"
+[ -f "$share/bench.svg" ] && cp "$share/bench.svg" bench-results/bench.svg && echo "chart: bench-results/bench.svg"
 if [ -d "$share/prof" ]; then rm -rf bench-results/prof; cp -r "$share/prof" bench-results/prof; echo "CPU profiles: bench-results/prof"; fi
 exit $rc

@@ -34,7 +34,7 @@ export async function run(ctx) {
     return {
       rows: [{
         benchmark: `snapshot download, ${mib} MiB zvol (${(bytes / MiB).toFixed(0)} MiB stream)`,
-        agent: fmt.mbps(mbps(am)), raw: `${fmt.mbps(mbps(rm))} (\`zfs send \\| cat\`)`, ratio: am / rm,
+        agent: fmt.mbps(mbps(am)), raw: `${fmt.mbps(mbps(rm))} (\`zfs send \\| cat\`)`, ratio: am / rm, target: 1.05,
         note: `median of ${rounds}; time ratio`,
       }],
       detail: {

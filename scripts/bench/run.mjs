@@ -6,10 +6,10 @@
 // data in the same run. Prints one markdown table and per-benchmark detail,
 // and writes JSON to argv[2] (default ./bench.json).
 //
-// Knobs (environment): BENCH_ONLY=clone,download,import,requests,list,rss
+// Knobs (environment): BENCH_ONLY=clone,download,import,requests,rss,list,startup
 // BENCH_ROUNDS (3) BENCH_CLONES (50) BENCH_DL_MIB (1024) BENCH_IMPORT_MIB (256)
 // BENCH_CONCURRENCY (16) BENCH_RPS_SECONDS (10) BENCH_RECORDS (10000)
-// BENCH_RECONCILE_RECORDS (50) BENCH_LIST_CALLS (20) BENCH_VOLUMES (500)
+// BENCH_LIST_CALLS (20) BENCH_GUEST_ROUNDS (10) BENCH_STARTUP_RECORDS (1000) BENCH_VOLUMES (500)
 // BENCH_LIST_ROUNDS (3) BENCH_RSS_MIB (4096) BENCH_VOLBLOCKSIZE (128K)
 // BENCH_PROFILE=DIR (agents run with --cpu-prof into DIR).
 import { createServer } from 'node:http'
@@ -25,10 +25,12 @@ import * as importBench from './import.mjs'
 import * as requests from './requests.mjs'
 import * as list from './list.mjs'
 import * as rss from './rss.mjs'
+import * as startup from './startup.mjs'
+import { svgChart } from './chart.mjs'
 
-// Order matters: list leaves ~1000 datasets behind (destroyed with the pool), so it runs last but one;
-// rss is last as it is the biggest transfer and its figures must not be skewed by leftovers.
-const ALL = [clone, download, importBench, requests, rss, list]
+// Order matters: rss is the biggest transfer and its figures must not be skewed by leftovers;
+// list and startup leave ~1000 datasets each behind (destroyed with the pool), so they run last.
+const ALL = [clone, download, importBench, requests, rss, list, startup]
 const out = process.argv[2] ?? 'bench.json'
 const only = env('BENCH_ONLY', '').split(',').map((s) => s.trim()).filter(Boolean)
 for (const o of only) if (!ALL.some((b) => b.name === o)) throw new Error(`BENCH_ONLY: unknown benchmark ${o} (have ${ALL.map((b) => b.name).join(', ')})`)
@@ -129,10 +131,11 @@ const info = {
   totalSeconds: (Date.now() - t0) / 1000,
 }
 const rows = selected.flatMap((b) => results[b.name]?.rows ?? [{ benchmark: b.name, agent: 'FAILED', raw: '', ratio: NaN, note: (results[b.name]?.error ?? '').split('\n')[0] }])
+const verdict = (r) => r.target === undefined ? '' : `≤ ${r.target}× ${r.ratio <= r.target ? 'met' : 'NOT met'}`
 const lines = [
-  '| benchmark | agent | raw CLI / baseline | ratio | note |',
-  '|---|---|---|---|---|',
-  ...rows.map((r) => `| ${r.benchmark} | ${r.agent} | ${r.raw} | ${fmt.ratio(r.ratio)} | ${r.note} |`),
+  '| benchmark | agent | raw CLI / baseline | ratio | target | note |',
+  '|---|---|---|---|---|---|',
+  ...rows.map((r) => `| ${r.benchmark} | ${r.agent} | ${r.raw} | ${fmt.ratio(r.ratio)} | ${verdict(r)} | ${r.note} |`),
 ]
 console.log(`\n## Benchmark results (${info.date}; ${info.cpus} vCPU, ${info.memMiB} MiB, kernel ${info.kernel}, ${info.zfs}, node ${info.node})\n`)
 console.log('ratio: agent time / raw time (for req/s: baseline rate / agent rate); above 1 the agent is slower.\n')
@@ -145,4 +148,6 @@ for (const b of selected) {
 }
 console.log(`\ntotal ${info.totalSeconds.toFixed(0)} s`)
 writeFileSync(out, JSON.stringify({ info, table: lines.join('\n'), rows, results: Object.fromEntries(Object.entries(results).map(([k, v]) => [k, { ...v, text: v.text, rows: undefined }])) }, null, 2) + '\n')
+const svg = out.replace(/\.json$/, '') + '.svg'
+writeFileSync(svg, svgChart(rows, `npm run bench, ${info.date.slice(0, 10)}: ${info.cpus} vCPU (QEMU TCG), node ${info.node}`))
 process.exit(failed ? 1 : 0)

@@ -54,16 +54,26 @@ export function blankRecord(id: string, source: string, status: ImageStatus): Im
   return { id, type: '', volume: '', snapshot: '', size: 0, status, source }
 }
 
-export type ImageRecords = Table<ImageRecord>
+export type ImageRecords = CachedTable<ImageRecord>
 
 export function imageRecords(db: Db): ImageRecords {
   return cachedTable(db.table<ImageRecord>('images'))
 }
 
-export function cachedTable<T>(store: Table<T>): Table<T> {
+export interface CachedTable<T> extends Table<T> {
+  /**
+   * `derive` over all values in key order, computed again only after a write:
+   * for answers built from the whole table (ListImages). Hand the result out, never mutate it.
+   */
+  memo<R>(derive: (values: readonly T[]) => R): () => Promise<R>
+}
+
+export function cachedTable<T>(store: Table<T>): CachedTable<T> {
   let all: Promise<Map<string, T>> | undefined
   let sorted: Array<[string, T]> | undefined
-  const load = () => (all ??= store.entries().then((es) => new Map(es)))
+  let generation = 0 // bumped whenever memory changes or is dropped
+  // A failed read is not kept: the next call reads again.
+  const load = () => (all ??= store.entries().then((es) => new Map(es), (e: unknown) => { all = undefined; throw e }))
   /**
    * Memory follows each call as it is made (so later calls see it at once);
    * a failed store write drops the memory, to be read again from the store.
@@ -72,11 +82,13 @@ export function cachedTable<T>(store: Table<T>): Table<T> {
     const m = await load()
     apply(m)
     sorted = undefined
+    generation++
     try {
       await persist()
     } catch (e) {
       all = undefined
       sorted = undefined
+      generation++
       throw e
     }
   }
@@ -88,6 +100,18 @@ export function cachedTable<T>(store: Table<T>): Table<T> {
     values: async () => (await ordered()).map(([, v]) => v),
     entries: async () => [...(await ordered())],
     batch: (ops) => write((m) => { for (const o of ops) { if (o.type === 'put') m.set(o.key, o.value); else m.delete(o.key) } }, () => store.batch(ops)),
+    memo<R>(derive: (values: readonly T[]) => R) {
+      let made: { generation: number; value: Promise<R> } | undefined
+      return () => {
+        // The generation read before the values: a write landing meanwhile only makes the next call derive again.
+        if (made?.generation !== generation) {
+          const mine = { generation, value: ordered().then((es) => derive(es.map(([, v]) => v))) }
+          mine.value.catch(() => { if (made === mine) made = undefined }) // a failed read is not kept
+          made = mine
+        }
+        return made.value
+      }
+    },
   }
 }
 

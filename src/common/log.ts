@@ -20,7 +20,31 @@ export const REDACT_PATHS = [
   'headers.authorization', '*.headers.authorization', 'config.token',
 ]
 
-export function jsonLogger(stream: NodeJS.WritableStream = process.stderr, level: LogLevel = 'info'): Logger {
+/**
+ * stderr, the lines of one event-loop turn joined into one write (a write per
+ * line was the largest single cost of a small RPC). Nothing is ever in flight,
+ * so the 'exit' flush loses nothing, whatever ends the process.
+ */
+export function batchedStderr(out: { write(s: string): unknown } = process.stderr): DestinationStream {
+  let pending: string[] = []
+  let scheduled = false
+  const flush = () => {
+    scheduled = false
+    if (pending.length === 0) return
+    const text = pending.join('')
+    pending = []
+    out.write(text)
+  }
+  process.once('exit', flush)
+  return {
+    write(line: string) {
+      pending.push(line)
+      if (!scheduled) { scheduled = true; setImmediate(flush) }
+    },
+  }
+}
+
+export function jsonLogger(stream: NodeJS.WritableStream | DestinationStream = batchedStderr(), level: LogLevel = 'info'): Logger {
   const p = pino({
     level,
     base: { pid: process.pid },

@@ -58,3 +58,36 @@ t.test('image records: kept in memory, written through, same answers as the stor
   await t.rejects(c.put('k', 2), { message: 'disk full' })
   t.equal(await c.get('k'), 1, 'the failed value is not served')
 })
+
+t.test('memo: derived once per table state, again after any write or a failed write; a failed read is read again', async (t) => {
+  const { cachedTable } = await import('../../src/agent/catalog.js')
+  let failPut = false
+  let failRead = false
+  const data = new Map<string, number>([['b', 2], ['a', 1]])
+  const c = cachedTable<number>({
+    get: async (k) => data.get(k),
+    put: async (k, v) => { if (failPut) throw new Error('disk full'); data.set(k, v) },
+    del: async (k) => { data.delete(k) },
+    values: async () => [...data.values()],
+    entries: async () => { if (failRead) throw new Error('read failed'); return [...data.entries()] },
+    batch: async () => {},
+  })
+  let runs = 0
+  const sum = c.memo((vs) => { runs++; return { order: [...vs] } })
+  failRead = true
+  await t.rejects(sum(), { message: 'read failed' })
+  failRead = false
+  await c.put('z', 0)
+  const first = await sum()
+  t.same(first.order, [1, 2, 0], 'values in key order')
+  t.equal(await sum(), first, 'the same object while nothing changed')
+  t.equal(runs, 1)
+  await c.put('c', 3)
+  const second = await sum()
+  t.not(second, first)
+  t.same(second.order, [1, 2, 3, 0])
+  failPut = true
+  await t.rejects(c.put('d', 4))
+  t.same((await sum()).order, [1, 2, 3, 0], 'a failed write is not in the derived value')
+  t.equal(runs, 3)
+})

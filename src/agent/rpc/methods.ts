@@ -2,11 +2,13 @@
 import { defineMethod, type MethodTable, type RpcMethod } from './method.js'
 import { GUEST_REQUEST, IMAGE_REQUEST, SNAPSHOT_REQUEST, VOLUME_REQUEST } from './requests.js'
 import type { Services } from '../services/index.js'
+import { reuseEncoding } from './gorilla/codec.js'
 
 export function methodTable(s: Services): MethodTable {
   const { images, snapshots, volumes, disks } = s
   return new Map<string, RpcMethod>([
-    ['ListImages', defineMethod(IMAGE_REQUEST, () => images.listImages())],
+    // The same answer object until the catalog changes: its wire text is made once.
+    ['ListImages', defineMethod(IMAGE_REQUEST, async () => reuseEncoding(await images.listImages()))],
     ['GetImage', defineMethod(IMAGE_REQUEST, (p) => images.getImage(p))],
     // The fetch is a job that other callers may join: it outlives the call that started it.
     ['RequestImage', defineMethod(IMAGE_REQUEST, (p) => images.requestImage(p))],

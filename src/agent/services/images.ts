@@ -16,6 +16,8 @@ const SHA256 = /^[0-9a-f]{64}$/
 export function createImageService(d: Deps) {
   const { zfs, scope, records, fetches } = d
   const fetchImage = createImageFetch(d)
+  // [] rather than the original's null when empty (its bug 12). One object per catalog state, so its encoding can be reused.
+  const listed = records.memo((rs) => ({ images: rs.map(imageWire) }))
 
   async function record(id: string): Promise<ImageRecord> {
     // An id that could never be an image name cannot be in the store either.
@@ -32,9 +34,8 @@ export function createImageService(d: Deps) {
   }
 
   return {
-    async listImages(): Promise<{ images: WireImage[] }> {
-      // [] rather than the original's null when empty (its bug 12).
-      return { images: (await records.values()).map(imageWire) }
+    listImages(): Promise<{ images: WireImage[] }> {
+      return listed()
     },
 
     async getImage(p: ImageRequest): Promise<{ images: WireImage[] }> {

@@ -51,3 +51,17 @@ t.test('2.0 envelope bytes', async (t) => {
   t.equal(v2Body(['{"a":1}'], true), '[{"a":1}]\n')
   t.equal(v2Body(['{"a":1}', '{"b":2}'], true), '[{"a":1},{"b":2}]\n')
 })
+
+t.test('reuseEncoding: a marked result is encoded once, the same text every time; unmarked ones each time', async (t) => {
+  const { reuseEncoding } = await import('../../../src/agent/rpc/gorilla/codec.js')
+  const marked = reuseEncoding({ images: [{ id: 'a<b' }] })
+  const first = goJson(marked)
+  t.equal(first, '{"images":[{"id":"a\\u003cb"}]}', 'Go escapes as for any value')
+  marked.images.push({ id: 'never seen' }) // a contract breach, only to observe the cache
+  t.equal(goJson(marked), first, 'the text made the first time')
+  const plain = { images: [{ id: 'x' }] }
+  goJson(plain)
+  plain.images.push({ id: 'y' })
+  t.equal(goJson(plain), '{"images":[{"id":"x"},{"id":"y"}]}', 'an unmarked value is encoded afresh')
+  t.equal(legacyResult(marked, '7'), `{"result":${first},"error":null,"id":7}\n`)
+})

@@ -10,7 +10,7 @@ import { createServices } from '../../../src/agent/services/index.js'
 import { createScope } from '../../../src/agent/services/scope.js'
 import { DEFAULTS } from '../../../src/agent/config.js'
 import type { Deps } from '../../../src/agent/services/deps.js'
-import type { ImageRecord } from '../../../src/agent/catalog.js'
+import { cachedTable, type ImageRecord } from '../../../src/agent/catalog.js'
 import type { Dataset, Zfs } from '../../../src/zfs/index.js'
 import { NotFoundError } from '../../../src/agent/errors.js'
 
@@ -37,7 +37,11 @@ function recordingZfs(calls: Array<{ op: string; args: unknown[] }>): Zfs {
 }
 
 const record: ImageRecord = { id: 'img', type: '', volume: `${POOL}/images/img`, snapshot: `${POOL}/images/img@image`, size: 1, status: 'complete' }
-const records = { get: async () => record, put: async () => {}, del: async () => {}, values: async () => [record] } as unknown as Deps['records']
+// Any id is this one record.
+const records: Deps['records'] = {
+  ...cachedTable<ImageRecord>({ get: async () => record, put: async () => {}, del: async () => {}, values: async () => [record], entries: async () => [[record.id, record]], batch: async () => {} }),
+  get: async () => record,
+}
 const fetches = { run: () => Promise.reject(new Error('no fetches here')), has: () => false } as unknown as Deps['fetches']
 
 const GUEST = { guest: { id: 'g', disks: [{ size: 1 }, { image: 'img' }] } }

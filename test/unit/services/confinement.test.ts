@@ -13,7 +13,7 @@ import { createSnapshotService } from '../../../src/agent/services/snapshots.js'
 import { createVolumeService } from '../../../src/agent/services/volumes.js'
 import { createImageService } from '../../../src/agent/services/images.js'
 import type { Deps } from '../../../src/agent/services/deps.js'
-import type { ImageRecord } from '../../../src/agent/catalog.js'
+import { cachedTable, type ImageRecord } from '../../../src/agent/catalog.js'
 import {
   DatasetBusyError, DatasetExistsError, DatasetNotFoundError, HasChildrenError, MoreRecentSnapshotsError, ParentNotFoundError,
   type Dataset, type DatasetType, type Hold, type Zfs,
@@ -134,7 +134,10 @@ function setup(records: ImageRecord[] = []) {
   const d = {
     zfs: fz.api as Zfs,
     scope: createScope(POOL),
-    records: { get: async (id: string) => recs.get(id), values: async () => [...recs.values()] },
+    records: cachedTable<ImageRecord>({
+      get: async (id) => recs.get(id), values: async () => [...recs.values()], entries: async () => [...recs.entries()],
+      put: async () => {}, del: async () => {}, batch: async () => {},
+    }),
     fetches: { has: () => false },
     config: { imageServer: 'http://127.0.0.1:1', fetchIdleTimeoutMs: 1000, fileSources: undefined },
   } as unknown as Deps

@@ -29,6 +29,27 @@ const GO_ESCAPES: Record<string, string> = {
  * serialised (cycles, BigInt).
  */
 export function goJson(value: unknown): string {
+  if (typeof value === 'object' && value !== null && reusable.has(value)) {
+    let text = encoded.get(value)
+    if (text === undefined) encoded.set(value, text = encode(value))
+    return text
+  }
+  return encode(value)
+}
+
+const reusable = new WeakSet<object>()
+const encoded = new WeakMap<object, string>()
+
+/**
+ * Mark a result that is never mutated (ListImages' answer, one object per
+ * catalog state): goJson encodes it once however often it is sent.
+ */
+export function reuseEncoding<T>(value: T): T {
+  if (typeof value === 'object' && value !== null) reusable.add(value)
+  return value
+}
+
+function encode(value: unknown): string {
   const s = JSON.stringify(value)
   if (s === undefined) return 'null'
   // Each escape pair is consumed whole, so `\\b` (backslash, b) is left alone.
