@@ -3,9 +3,10 @@
 # (stdout and stderr merged) and exit with its exit status.
 #
 #   scripts/vm/run.sh [--share DIR] [--timeout SEC] [--mem MB] [--cpus N]
-#                     [--fwd HOSTPORT:GUESTPORT]... [--pidfile F] -- COMMAND...
+#                     [--fwd HOSTPORT:GUESTPORT]... [--disk IMG]... [--pidfile F] -- COMMAND...
 #
 # --share DIR  is mounted read-write at /mnt/host (also the command's cwd).
+# --disk IMG   attaches a raw image as the next virtio disk (/dev/vdb, ...); writes are thrown away.
 # --fwd        forwards 127.0.0.1:HOSTPORT on the host to GUESTPORT in the VM.
 # --pidfile F  writes qemu's pid (for serve.sh/stop.sh).
 # The root disk is a throw-away overlay: every boot starts from the pristine image.
@@ -14,7 +15,7 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-share="" timeout=600 mem=${MISTIFY_VM_MEM:-4096} cpus=${MISTIFY_VM_CPUS:-2} pidfile="" fwds=()
+share="" timeout=600 mem=${MISTIFY_VM_MEM:-4096} cpus=${MISTIFY_VM_CPUS:-2} pidfile="" fwds=() disks=()
 while [ $# -gt 0 ]; do
   case $1 in
     --share) share=$(cd "$2" && pwd); shift 2 ;;
@@ -22,6 +23,7 @@ while [ $# -gt 0 ]; do
     --mem) mem=$2; shift 2 ;;
     --cpus) cpus=$2; shift 2 ;;
     --fwd) fwds+=("$2"); shift 2 ;;
+    --disk) disks+=("$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"); shift 2 ;;
     --pidfile) pidfile=$2; shift 2 ;;
     --) shift; break ;;
     *) vm_die "unknown option $1 (usage: run.sh [--share DIR] [--timeout SEC] [--fwd H:G] -- COMMAND)" ;;
@@ -66,6 +68,7 @@ args=(
   -device isa-debug-exit,iobase=0xf4,iosize=0x04
   -serial "file:$tmp/console.log" -serial stdio
 )
+for d in "${disks[@]+"${disks[@]}"}"; do args+=(-drive "file=$d,format=raw,if=virtio,snapshot=on,cache=unsafe"); done
 [ -n "$share" ] && args+=(-fsdev "local,id=fs0,path=$share,security_model=none" -device virtio-9p-pci,fsdev=fs0,mount_tag=host)
 
 # qemu is our direct child (no -daemonize) so a kill really ends it.

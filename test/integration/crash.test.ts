@@ -73,12 +73,9 @@ t.test('kill -9 during imports, clones and guest-disk creation; restart, re-requ
 
   // The base image clones and guest disks come from; it stays for all rounds.
   const imageSnap = `${a.pool}/images/${IMAGE_ID}@test`
-  {
-    const port = await start()
-    t.equal((await rpc(port, 'RequestImage', { id: IMAGE_ID })).result?.images?.[0]?.status, 'complete', 'base image imported')
-    agent!.kill('SIGTERM')
-    await new Promise((r) => agent!.once('exit', r))
-  }
+  // One agent start per round: the one restarted after a kill does the checks and is the next round's victim.
+  let port = await start()
+  t.equal((await rpc(port, 'RequestImage', { id: IMAGE_ID })).result?.images?.[0]?.status, 'complete', 'base image imported')
 
   /** A clone as CloneImage makes it: a volume whose origin is the image snapshot. */
   function cloneOk(name: string): string | undefined {
@@ -95,7 +92,6 @@ t.test('kill -9 during imports, clones and guest-disk creation; restart, re-requ
   const started = Date.now()
 
   for (let round = 0; round < ROUNDS; round++) {
-    const port = await start()
     // The guest disks go first, up to 6 s ahead of the import (four disks take ten
     // seconds under emulation); the clone starts at a random point before the kill.
     const cloneDest = `guests/crash-c${round}/disk-0`
@@ -106,10 +102,11 @@ t.test('kill -9 during imports, clones and guest-disk creation; restart, re-requ
     const delay = 50 + Math.floor(Math.random() * 2500)
     // The clone (a second or two) is sent up to 3 s before the kill.
     const cloneBefore = Math.floor(Math.random() * Math.min(lead + delay, 3000))
-    const disks = rpc(port, 'CreateGuestDisks', { guest }).catch(lost)
-    const clone = sleep(lead + delay - cloneBefore).then(() => rpc(port, 'CloneImage', { id: IMAGE_ID, dest: cloneDest })).catch(lost)
+    const victim = port
+    const disks = rpc(victim, 'CreateGuestDisks', { guest }).catch(lost)
+    const clone = sleep(lead + delay - cloneBefore).then(() => rpc(victim, 'CloneImage', { id: IMAGE_ID, dest: cloneDest })).catch(lost)
     await sleep(lead)
-    const inflight = rpc(port, 'RequestImage', { id: 'slow' }).catch(() => ({ error: 'connection lost' }))
+    const inflight = rpc(victim, 'RequestImage', { id: 'slow' }).catch(() => ({ error: 'connection lost' }))
     await sleep(delay)
     agent!.kill('SIGKILL')
     await new Promise((r) => agent!.once('exit', r))
@@ -117,7 +114,8 @@ t.test('kill -9 during imports, clones and guest-disk creation; restart, re-requ
     const [cloneAnswer, disksAnswer] = await Promise.all([clone, disks])
     t.comment(`round ${round}: killed after ${delay} ms (${answer.error ? 'mid-import' : 'after the import finished'}; clone ${cloneBefore} ms after it was sent, ${cloneAnswer.error ?? 'answered'}; disks ${lead + delay} ms after, ${disksAnswer.error ?? 'answered'})`)
 
-    const port2 = await start()
+    port = await start()
+    const port2 = port
     consistent(round)
     // A killed agent's zfs children (a clone, a create) finish on their own: let them, then look.
     t.same(await waitEmpty(zfsProcesses, 60_000), [], `round ${round}: the dead agent's zfs commands ended`)
@@ -159,8 +157,8 @@ t.test('kill -9 during imports, clones and guest-disk creation; restart, re-requ
     t.notOk(del.error, `round ${round}: clean up for the next round`)
     t.notOk((await rpc(port2, 'DeleteGuestsDisks', { guest })).error, `round ${round}: guest disks deleted`)
     t.notOk((await rpc(port2, 'DeleteDataset', { id: `guests/crash-c${round}` })).error, `round ${round}: clone deleted`)
-    agent!.kill('SIGTERM')
-    await new Promise((r) => agent!.once('exit', r))
   }
+  agent!.kill('SIGTERM')
+  await new Promise((r) => agent!.once('exit', r))
   summary(t, 'crash', { rounds: ROUNDS, seconds: ((Date.now() - started) / 1000).toFixed(1), outcomes: seen.counts })
 })
