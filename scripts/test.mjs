@@ -70,6 +70,9 @@ if (only !== '--vm') {
 if (only !== '--unit') {
   console.log('== integration tests (real ZFS in the VM) ==')
   if (await vmImage !== 0) { console.error('could not build the VM image (scripts/vm/build.sh)'); process.exit(1) }
+  // tap compiles its plugin set (package.json "tap.plugin") with TypeScript on first
+  // use; the host tier does that, but alone the VM tier must, since the VM has no tsc.
+  if (only === '--vm' && (await run('node', [tap, 'build'])).code !== 0) { console.error('tap build failed'); process.exit(1) }
   // Ship the project as an ext4 disk made on the host (mkfs.ext4 -d), mounted in the VM:
   // 9p reads file by file, and unpacking 14,000 files, are slow under TCG.
   const share = mkdtempSync(join(tmpdir(), 'mistify-vm-share-'))
