@@ -3,19 +3,21 @@
 //   1. unit and component tests on the host (no root, no ZFS);
 //   2. integration tests as root inside the ZFS VM (scripts/vm), against real
 //      OpenZFS. The VM is built on first use and cached (see scripts/vm/build.sh).
-// Flags: --unit or --vm to run one tier; extra args after -- go to tap (VM tier).
+// Flags: --unit, --fleet or --vm to run one tier; other args (or those after --) go to tap (VM tier).
 // Ends with one line "N passed, N failed" over both tiers.
-import { spawn } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, existsSync } from 'node:fs'
+import { spawn, spawnSync } from 'node:child_process'
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const argv = process.argv.slice(2)
-const extra = argv.includes('--') ? argv.slice(argv.indexOf('--') + 1) : []
-const flags = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv
-const only = flags.find((a) => a === '--unit' || a === '--vm')
+const before = argv.includes('--') ? argv.slice(0, argv.indexOf('--')) : argv
+// Files may come after `--` or bare (`npm run test:vm -- dist/test/integration/x.test.js`).
+const extra = [...before.filter((a) => !a.startsWith('--')), ...(argv.includes('--') ? argv.slice(argv.indexOf('--') + 1) : [])]
+const flags = before.filter((a) => a.startsWith('--'))
+const only = flags.find((a) => a === '--unit' || a === '--fleet' || a === '--vm')
 const tap = 'node_modules/tap/dist/esm/run.mjs'
 
 /** Run a command, echo its output, and collect tap's "# { total: …, pass: … }" summaries. */
@@ -55,19 +57,42 @@ if (only !== '--vm') {
 // A machine without the VM image builds it (scripts/vm/build.sh: apt and the ZFS
 // module compile, many minutes) while the host tier runs, not after it.
 let vmImage
-if (only !== '--unit') {
+if (only === undefined || only === '--vm') {
   vmImage = new Promise((resolve) => {
     const b = spawn('bash', ['scripts/vm/build.sh'], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] })
     b.on('close', (code) => resolve(code ?? 1))
   })
 }
 
-if (only !== '--vm') {
+if (only === undefined || only === '--unit') {
   console.log('== unit and component tests (host) ==')
   tiers.push(['host', await run('node', [tap, 'dist/test/unit', 'dist/test/component'].filter((p) => p === tap || existsSync(join(root, p))))])
 }
 
-if (only !== '--unit') {
+// The image service's cluster mode against real etcd and Ceph RGW (nginx per test),
+// started once for the whole tier, on loopback, and always torn down.
+if ((only === undefined || only === '--fleet') && existsSync(join(root, 'dist/test/fleet'))) {
+  console.log('== cluster-mode tests (etcd, Ceph RGW, nginx on loopback) ==')
+  const dir = mkdtempSync(join(tmpdir(), 'mistify-engines-'))
+  const down = () => spawnSync('bash', ['scripts/fleet/engines.sh', 'down', dir], { cwd: root, stdio: 'inherit' })
+  process.once('exit', down)
+  const up = await run('bash', ['scripts/fleet/engines.sh', 'up', dir])
+  if (up.code !== 0) {
+    tiers.push(['fleet', up])
+  } else {
+    const env = { ...process.env }
+    for (const line of readFileSync(join(dir, 'engines.env'), 'utf8').split('\n')) {
+      const m = /^([A-Z0-9_]+)=(.*)$/.exec(line)
+      if (m) env[m[1]] = m[2]
+    }
+    const fleetFiles = only === '--fleet' && extra.length ? extra : ['dist/test/fleet']
+    tiers.push(['fleet', await run('node', [tap, '--jobs=1', ...fleetFiles], { env })])
+  }
+  process.off('exit', down)
+  down()
+}
+
+if (only === undefined || only === '--vm') {
   console.log('== integration tests (real ZFS in the VM) ==')
   if (await vmImage !== 0) { console.error('could not build the VM image (scripts/vm/build.sh)'); process.exit(1) }
   // tap compiles its plugin set (package.json "tap.plugin") with TypeScript on first
