@@ -213,6 +213,17 @@ async function* chunksOf(res: http.IncomingMessage, url: string, idleTimeoutMs: 
   const stalled = setTimeout(() => {
     if (waiting) res.destroy(new HttpClientError('stalled', `${url}: nothing received for ${idleTimeoutMs} ms`, url, { idleTimeoutMs, bytes }))
   }, idleTimeoutMs)
+  // A server that dies mid-body (a replica killed) closes the connection; the bytes that had arrived
+  // but were not read yet sit in the response's buffer, which the close destroys. They are taken
+  // out as the socket ends, and delivered before the failure: a resume must not fetch them again.
+  const salvaged: Buffer[] = []
+  const socket = res.socket
+  const salvage = () => {
+    if (res.complete || res.destroyed) return
+    for (let c = res.read() as Buffer | null; c !== null; c = res.read() as Buffer | null) salvaged.push(c)
+  }
+  socket?.on('end', salvage)
+  socket?.on('error', salvage)
   try {
     for (;;) {
       let r: IteratorResult<Buffer>
@@ -224,12 +235,16 @@ async function* chunksOf(res: http.IncomingMessage, url: string, idleTimeoutMs: 
       yield r.value
     }
   } catch (e) {
+    for (const c of salvaged.splice(0)) { bytes += c.length; yield c }
     const reason = (e as Error).message
     throw fail(e instanceof HttpClientError ? e : new HttpClientError('body', `${url}: ${reason} after ${bytes} bytes`, url, { reason, bytes }, { cause: e }))
   } finally {
     clearTimeout(stalled)
+    socket?.off('end', salvage)
+    socket?.off('error', salvage)
     await chunks.return?.() // a reader that stops early ends the connection
   }
+  for (const c of salvaged.splice(0)) { bytes += c.length; yield c }
   if (!res.complete) throw fail(new HttpClientError('truncated', `${url}: connection closed early after ${bytes} bytes`, url, { bytes }))
 }
 
