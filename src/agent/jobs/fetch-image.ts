@@ -34,7 +34,8 @@ const PROGRESS_EVERY_MS = 1000
 
 export type ImageFetch = (id: string, source: string, async: boolean, format: PayloadFormat | undefined, sha256: string | undefined) => Promise<ImageRecord>
 
-export function createImageFetch(d: Deps): ImageFetch {
+/** `firstReplica`: the replica the first fetch starts at (tests); default random. */
+export function createImageFetch(d: Deps, o: { firstReplica?: number } = {}): ImageFetch {
   const { zfs, scope, records, fetches } = d
   // The image service the operator configured is trusted; any other source host is checked on every hop.
   const policy = createSourcePolicy({ allow: d.config.allowSourceHosts, trustedOrigins: imageServers(d.config.imageServer) })
@@ -45,7 +46,7 @@ export function createImageFetch(d: Deps): ImageFetch {
    * so that a fleet started together does not fall on the first replica
    * listed; rotating, so that one agent's fetches spread too.
    */
-  let nextReplica = randomInt(Math.max(1, imageServers(d.config.imageServer).length))
+  let nextReplica = o.firstReplica ?? randomInt(Math.max(1, imageServers(d.config.imageServer).length))
 
   /** Fetches that an async caller is waiting on through the record: their failure must be recorded. */
   const watched = new Set<string>()
