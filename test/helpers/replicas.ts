@@ -87,14 +87,21 @@ export class Trip {
   private fire!: (p: CountingProxy) => void
   readonly held: Promise<CountingProxy> = new Promise((r) => { this.fire = r })
   private done = false
-  constructor(readonly atByte: number) {}
+  /** `atByte` undefined: not armed yet (arm() it once the image's size is known); until then everything passes. */
+  constructor(private at?: number) {}
+  get atByte(): number {
+    if (this.at === undefined) throw new Error('trip not armed')
+    return this.at
+  }
+  arm(atByte: number): void { this.at = atByte }
   /** How many of `n` more bytes (after `sofar`) may pass; the crossing one trips it. */
   take(p: CountingProxy, sofar: number, n: number): number {
-    if (this.done || sofar + n < this.atByte) return this.done && p.holding ? 0 : n
+    if (this.done) return p.holding ? 0 : n
+    if (this.at === undefined || sofar + n < this.at) return n
     this.done = true
     p.holding = true
     this.fire(p)
-    return this.atByte - sofar
+    return this.at - sofar
   }
 }
 

@@ -32,8 +32,12 @@ function zfsLike(n: number): Buffer {
   return b
 }
 
-/** Just the zfs an import of a zfs stream uses; `receive` hashes what it is fed (`fed`: also a receive that failed). */
-function fakeZfs() {
+/**
+ * Just the zfs an import of a zfs stream uses; `receive` hashes what it is
+ * fed (`fed`: also a receive that failed), `slowMs` after each chunk (a
+ * receive slower than the network: bytes wait in the agent's buffers).
+ */
+function fakeZfs(slowMs = 0) {
   const received: Array<{ name: string; bytes: number; sha256: string }> = []
   const fed: Buffer[] = []
   const ds = new Set<string>()
@@ -43,7 +47,10 @@ function fakeZfs() {
     receive: async (name, input) => {
       const h = createHash('sha256')
       let bytes = 0
-      for await (const c of input as AsyncIterable<Buffer>) { h.update(c); bytes += c.length; fed.push(c) }
+      for await (const c of input as AsyncIterable<Buffer>) {
+        h.update(c); bytes += c.length; fed.push(c)
+        if (slowMs) await new Promise((r) => setTimeout(r, slowMs))
+      }
       received.push({ name, bytes, sha256: h.digest('hex') })
       ds.add(name)
     },
@@ -58,8 +65,8 @@ function fakeZfs() {
 interface T { teardown(f: () => void | Promise<void>): void }
 
 /** The fetch job as the agent builds it, over `imageServer` (one or more replicas, comma-separated), starting at the first. */
-function agentFetch(t: T, imageServer: string) {
-  const { zfs, received, fed } = fakeZfs()
+function agentFetch(t: T, imageServer: string, o: { slowMs?: number } = {}) {
+  const { zfs, received, fed } = fakeZfs(o.slowMs)
   const recs = new Map<string, ImageRecord>()
   const records = cachedTable<ImageRecord>({
     get: async (id) => recs.get(id), values: async () => [...recs.values()], entries: async () => [...recs.entries()],
@@ -217,7 +224,8 @@ t.test('real image-service processes: one SIGKILLed mid-body, the import complet
   t.equal(sum, sha(img))
   const trip = new Trip(Math.floor(img.length / 3))
   const [pa, pb] = [await startCountingProxy(t, sa.native, trip), await startCountingProxy(t, sb.native, trip)]
-  const agent = agentFetch(t, `${pa.url},${pb.url}`)
+  // A slow receive: when the connection ends, bytes that arrived are still waiting in the agent's buffers.
+  const agent = agentFetch(t, `${pa.url},${pb.url}`, { slowMs: 10 })
   const fetching = agent.fetch(id)
   const held = await trip.held
   await (held === pa ? sa : sb).kill()
