@@ -48,12 +48,12 @@ export async function spawnImageService(t: TestContext): Promise<ServiceProcess>
   }
   t.teardown(kill)
   const native = `http://127.0.0.1:${port}`
-  // Up when it answers; a process that exits first says why.
-  for (let i = 0; ; i++) {
+  // Up when it answers; a process that exits first says why. A minute: node starts slowly under emulation (the VM).
+  for (const until = Date.now() + 60_000; ;) {
     if (proc.exitCode !== null) throw new Error(`image service exited with ${proc.exitCode}: ${stderr}`)
     const ok = await fetch(`${native}/images`).then((r) => r.ok, () => false)
     if (ok) break
-    if (i > 200) throw new Error(`image service on ${native} did not come up: ${stderr}`)
+    if (Date.now() > until) throw new Error(`image service on ${native} did not come up: ${stderr}`)
     await new Promise((r) => setTimeout(r, 50))
   }
   return { native, glance: `http://127.0.0.1:${glancePort}`, proc, kill }
