@@ -74,7 +74,7 @@ export async function uploadWithId(svc: ServiceProcess, id: string, bytes: Buffe
 }
 
 /** One image download seen by a proxy: the Range asked for and the body bytes passed on. */
-export interface Transfer { readonly range: string | undefined; readonly ifRange: string | undefined; status: number; bytes: number }
+export interface Transfer { readonly range: string | undefined; readonly ifRange: string | undefined; status: number; etag: string | undefined; bytes: number }
 
 /**
  * The first download (over all proxies sharing it) to pass `atByte` body
@@ -146,7 +146,7 @@ export async function startCountingProxy(t: TestContext, upstream: string, trip?
         ures.pipe(res)
         return
       }
-      const x: Transfer = { range: req.headers.range, ifRange: req.headers['if-range'] as string | undefined, status: ures.statusCode ?? 0, bytes: 0 }
+      const x: Transfer = { range: req.headers.range, ifRange: req.headers['if-range'] as string | undefined, status: ures.statusCode ?? 0, etag: ures.headers.etag, bytes: 0 }
       transfers.push(x)
       res.writeHead(ures.statusCode ?? 502, ures.headers)
       ures.on('data', (c: Buffer) => {
