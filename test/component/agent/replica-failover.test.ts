@@ -120,7 +120,8 @@ async function replica(t: T, images: Map<string, Buffer>, o: { cutAt?: number; t
       // The replica dies once these bytes are out.
       res.write(part.subarray(0, upto), () => { o.then?.(); res.socket?.destroy() })
     } else {
-      res.end(part, () => { x.bytes = part.length })
+      x.bytes = part.length
+      res.end(part)
     }
   })
   server.listen(0, '127.0.0.1')
