@@ -15,7 +15,11 @@ export interface Config {
   readonly zpool: string
   readonly listen: string
   readonly port: number
-  /** Base URL of the image service, e.g. http://images.example:20000 */
+  /**
+   * Base URL of the image service, e.g. http://images.example:20000; or
+   * several replicas of it, comma-separated (normalised here; split with
+   * imageServers()). A fetch fails over from one to the next.
+   */
   readonly imageServer: string
   /** LevelDB directory for image records. */
   readonly metadataDir: string
@@ -149,6 +153,24 @@ const LISTS: Partial<Record<keyof Config, (v: string) => string[]>> = {
   allowSourceHosts: splitAllowList,
 }
 
+/**
+ * One or more image service replicas, comma-separated (or a config file's
+ * array), each normalised; a single one comes back exactly as before.
+ */
+export function normaliseImageServers(v: string | readonly string[]): string {
+  const each = (typeof v === 'string' ? v.split(',') : v).map((x) => x.trim()).filter((x) => x !== '')
+  if (each.length === 0) throw new ConfigError('image service: no host or URL given')
+  const urls = each.map(normaliseImageServer)
+  const twice = urls.find((u, i) => urls.indexOf(u) !== i)
+  if (twice !== undefined) throw new ConfigError(`image service: ${twice} is listed twice`)
+  return urls.join(',')
+}
+
+/** The replicas of a normalised `imageServer` (see normaliseImageServers), in the order configured. */
+export function imageServers(imageServer: string): string[] {
+  return imageServer.split(',').filter((x) => x !== '')
+}
+
 /** `host`, `host:port` or a URL; a bare host gets the image service's default port. */
 export function normaliseImageServer(v: string): string {
   const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(v) ? v : `http://${v}`
@@ -160,8 +182,8 @@ export function normaliseImageServer(v: string): string {
 }
 
 /** Keys a config file may hold, and the JSON type each must have. */
-const FILE_KEYS: Readonly<Record<keyof Config, 'string' | 'integer' | 'boolean' | 'list' | 'words'>> = {
-  zpool: 'string', listen: 'string', port: 'integer', imageServer: 'string', metadataDir: 'string',
+const FILE_KEYS: Readonly<Record<keyof Config, 'string' | 'integer' | 'boolean' | 'list' | 'words' | 'urls'>> = {
+  zpool: 'string', listen: 'string', port: 'integer', imageServer: 'urls', metadataDir: 'string',
   fetchers: 'integer', maxPending: 'integer', fetchIdleTimeoutMs: 'integer', zfsTimeoutMs: 'integer',
   token: 'string', socket: 'string', fileSources: 'string',
   maxImageBytes: 'integer', imagesQuota: 'integer', acceptUndigestedImages: 'boolean',
@@ -169,7 +191,10 @@ const FILE_KEYS: Readonly<Record<keyof Config, 'string' | 'integer' | 'boolean' 
   allowSourceHosts: 'words', urlSources: 'string',
 }
 
-const WANTED = { integer: 'a whole number', string: 'a string', boolean: 'true or false', list: 'an array of strings', words: 'an array of strings (or one comma-separated string)' } as const
+const WANTED = {
+  integer: 'a whole number', string: 'a string', boolean: 'true or false', list: 'an array of strings',
+  words: 'an array of strings (or one comma-separated string)', urls: 'a string or an array of strings',
+} as const
 
 /**
  * A JSON config file: one object with Config's keys (camelCase, as in
@@ -187,10 +212,12 @@ export function parseConfigFile(text: string, file = 'config file'): Partial<Con
     }
     const want = FILE_KEYS[key as keyof Config]
     const fits = want === 'integer' ? typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
-      : want === 'list' || want === 'words' ? (want === 'words' && typeof v === 'string') || (Array.isArray(v) && v.every((x) => typeof x === 'string'))
+      : want === 'list' || want === 'words' || want === 'urls' ? (want !== 'list' && typeof v === 'string') || (Array.isArray(v) && v.every((x) => typeof x === 'string'))
         : typeof v === want
     if (!fits) throw new ConfigError(`${file}: ${key}: expected ${WANTED[want]}, got ${JSON.stringify(v)}`)
-    out[key] = typeof v === 'string' && want === 'words' ? splitAllowList(v) : v
+    out[key] = typeof v === 'string' && want === 'words' ? splitAllowList(v)
+      // An array of replicas becomes the comma-separated form the flag takes (checked with the rest below).
+      : want === 'urls' && Array.isArray(v) ? v.join(',') : v
   }
   return out as Partial<Config>
 }
@@ -283,5 +310,5 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv, rea
     if (token !== undefined) throw new ConfigError('token and token-file: give one of them')
     token = readTokenFile(c.tokenFile)
   }
-  return { ...c, ...(token === undefined ? {} : { token }), imageServer: normaliseImageServer(c.imageServer) }
+  return { ...c, ...(token === undefined ? {} : { token }), imageServer: normaliseImageServers(c.imageServer) }
 }

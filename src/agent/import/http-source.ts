@@ -10,7 +10,10 @@ export interface Source extends Omit<HttpResponse, 'status' | 'headers'> {
   readonly sha256: string | undefined
 }
 
-export type OpenOptions = Omit<GetOptions, 'mapError' | 'headers'>
+export type OpenOptions = Omit<GetOptions, 'mapError' | 'headers' | 'ifRange'>
+
+/** The image service's digest of the bytes it serves. */
+const DIGEST_HEADER = 'x-image-sha256'
 
 /** The client's failure as the agent's: a source the policy refuses is the caller's mistake, the rest the upstream's. */
 export function upstreamError(e: HttpClientError): InvalidParamsError | UpstreamError {
@@ -27,11 +30,14 @@ export function upstreamError(e: HttpClientError): InvalidParamsError | Upstream
     case 'body': return new UpstreamError(`image source ${e.url}: ${d.reason} after ${d.bytes} bytes`, { cause: e.cause })
     case 'truncated': return new UpstreamError(`image source ${e.url}: connection closed early after ${d.bytes} bytes`)
     case 'short': return new UpstreamError(`image source ${e.url}: body ended after ${d.bytes} of ${d.size} bytes`)
-    case 'changed': return new UpstreamError(`image source ${e.url}: the image changed while it was being fetched (ETag ${d.etags?.[0]} → ${d.etags?.[1]})`)
+    case 'changed': return new UpstreamError(`image source ${e.url}: the image changed while it was being fetched (${d.etags ? `ETag ${d.etags[0]} → ${d.etags[1]}` : d.reason}); not spliced in`)
     case 'resume': {
       const last = e.cause instanceof HttpClientError ? upstreamError(e.cause) : (e.cause as Error | undefined)
-      return new UpstreamError(`${upstreamError(d.interrupted!).message}; resuming at byte ${d.bytes} failed: ${last?.message ?? 'aborted'}`, { cause: last })
+      // Each replica asked to resume, with its last failure (one URL: just that one, as always).
+      const why = d.failures?.length ? d.failures.map((f) => upstreamError(f).message).join('; ') : last?.message ?? 'aborted'
+      return new UpstreamError(`${upstreamError(d.interrupted!).message}; resuming at byte ${d.bytes} failed: ${why}`, { cause: last })
     }
+    case 'replicas': return new UpstreamError(`image service: no replica answered: ${(d.failures ?? []).map((f) => upstreamError(f).message).join('; ')}`)
   }
 }
 
@@ -42,7 +48,7 @@ function origin(url: string): string {
 
 function withDigest<R extends HttpResponse>(r: R): Omit<R, 'status' | 'headers'> & Source {
   const { status: _s, headers, ...rest } = r
-  const sha = headers['x-image-sha256']
+  const sha = headers[DIGEST_HEADER]
   return { ...rest, sha256: typeof sha === 'string' ? sha.toLowerCase() : undefined }
 }
 
@@ -55,9 +61,16 @@ export interface ResumableSource extends Source {
   resumes(): number
   /** Bytes delivered so far (each byte once, however many connections). */
   delivered(): number
+  /** The URL whose bytes are being read now (a replica's, after a failover). */
+  servedBy(): string
 }
 
-/** An image body that survives dropped connections (Range resume); the running `zfs receive` never notices. */
-export async function openResumableSource(url: string, o: OpenOptions & Pick<ResumableOptions, 'maxResumes' | 'backoffMs'>): Promise<ResumableSource> {
-  return withDigest(await httpGetResumable(url, { ...o, mapError: upstreamError }))
+/**
+ * An image body that survives dropped connections (Range resume); the
+ * running `zfs receive` never notices. Several URLs: replicas of the image
+ * service, tried in that order, a broken body resumed on the next one
+ * (httpGetResumable); X-Image-Sha256 must agree between them.
+ */
+export async function openResumableSource(url: string | readonly string[], o: OpenOptions & Pick<ResumableOptions, 'maxResumes' | 'backoffMs'>): Promise<ResumableSource> {
+  return withDigest(await httpGetResumable(url, { ...o, mapError: upstreamError, identityHeaders: [DIGEST_HEADER] }))
 }

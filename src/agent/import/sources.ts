@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url'
 import { InvalidParamsError, UpstreamError } from '../errors.js'
 import { openResumableSource, type Source } from './http-source.js'
 import { checkUrl, type SourcePolicy } from '../../common/address-policy.js'
+import { imageServers } from '../config.js'
 
 export interface OpenedSource extends Source {
   /** Bytes delivered so far (for progress). */
@@ -29,7 +30,7 @@ export interface UrlSourceRules {
  * denied address literally; a name is checked when it is resolved.
  */
 export function sourceUrl(imageServer: string, id: string, source: string, fileSources?: string, rules: UrlSourceRules = {}): URL {
-  if (!source) return new URL(`${imageServer}/images/${encodeURIComponent(id)}/download`)
+  if (!source) return downloadUrl(imageServers(imageServer)[0]!, id)
   let u: URL
   try { u = new URL(source) } catch { throw new InvalidParamsError(`source: not a URL: ${JSON.stringify(source)}`) }
   if (!['http:', 'https:', 'file:'].includes(u.protocol)) throw new InvalidParamsError(`source: only http(s):// and file:// URLs, got ${u.protocol}`)
@@ -46,14 +47,31 @@ export function sourceUrl(imageServer: string, id: string, source: string, fileS
   return u
 }
 
+const downloadUrl = (server: string, id: string) => new URL(`${server}/images/${encodeURIComponent(id)}/download`)
+
+/**
+ * The image's download URL on every replica of the image service, starting
+ * with replica `start` (modulo their number) and going round: the order a
+ * fetch tries them in.
+ */
+export function replicaUrls(imageServer: string, id: string, start: number): URL[] {
+  const all = imageServers(imageServer)
+  const first = ((start % all.length) + all.length) % all.length
+  return [...all.slice(first), ...all.slice(0, first)].map((s) => downloadUrl(s, id))
+}
+
 /** Whether `path` (already normalised) lies below directory `dir`. */
 function within(dir: string, path: string): boolean {
   const d = resolve(dir)
   return resolve(path).startsWith(d === '/' ? '/' : `${d}/`)
 }
 
-export async function openImageSource(u: URL, o: { signal: AbortSignal; idleTimeoutMs: number; fileSources?: string | undefined; policy?: SourcePolicy | undefined }): Promise<OpenedSource> {
-  if (u.protocol !== 'file:') return openResumableSource(u.toString(), o)
+/** Open an image's bytes; several URLs are replicas of the image service, tried in that order. */
+export async function openImageSource(where: URL | readonly URL[], o: { signal: AbortSignal; idleTimeoutMs: number; fileSources?: string | undefined; policy?: SourcePolicy | undefined }): Promise<OpenedSource> {
+  const all = where instanceof URL ? [where] : where
+  const u = all[0]
+  if (u === undefined) throw new TypeError('openImageSource: no URL')
+  if (u.protocol !== 'file:') return openResumableSource(all.map((x) => x.toString()), o)
   const dir = await realpath(o.fileSources ?? '/nonexistent').catch(() => undefined)
   if (dir === undefined) throw new InvalidParamsError(`source: ${u} leads outside the file-sources directory`)
   // Open first, then check what was opened: a path checked and then opened

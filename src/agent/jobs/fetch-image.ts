@@ -1,12 +1,14 @@
 /** The fetch of one image as a job: admitted by the queue, joined by later callers, its record kept up to date as it goes. */
 import { BusyError, InvalidParamsError, UpstreamError } from '../errors.js'
-import { openImageSource, sourceUrl } from '../import/sources.js'
+import { randomInt } from 'node:crypto'
+import { openImageSource, replicaUrls, sourceUrl } from '../import/sources.js'
 import { importImage } from '../import/import-image.js'
 import type { PayloadFormat } from '../import/payload.js'
 import { blankRecord, type ImageRecord } from '../catalog.js'
 import { toMiB } from '../services/shapes.js'
 import type { Deps } from '../services/deps.js'
 import { createSourcePolicy } from '../../common/address-policy.js'
+import { imageServers } from '../config.js'
 
 /**
  * The digest an import must match, decided before any byte is fetched or
@@ -32,11 +34,19 @@ const PROGRESS_EVERY_MS = 1000
 
 export type ImageFetch = (id: string, source: string, async: boolean, format: PayloadFormat | undefined, sha256: string | undefined) => Promise<ImageRecord>
 
-export function createImageFetch(d: Deps): ImageFetch {
+/** `firstReplica`: the replica the first fetch starts at (tests); default random. */
+export function createImageFetch(d: Deps, o: { firstReplica?: number } = {}): ImageFetch {
   const { zfs, scope, records, fetches } = d
   // The image service the operator configured is trusted; any other source host is checked on every hop.
-  const policy = createSourcePolicy({ allow: d.config.allowSourceHosts, trustedOrigins: [d.config.imageServer] })
+  const policy = createSourcePolicy({ allow: d.config.allowSourceHosts, trustedOrigins: imageServers(d.config.imageServer) })
   const urlSources = d.config.urlSources !== 'off'
+  /**
+   * The replica each fetch from the image service tries first: a random one
+   * for this agent's first fetch, the next one for each fetch after. Random,
+   * so that a fleet started together does not fall on the first replica
+   * listed; rotating, so that one agent's fetches spread too.
+   */
+  let nextReplica = o.firstReplica ?? randomInt(Math.max(1, imageServers(d.config.imageServer).length))
 
   /** Fetches that an async caller is waiting on through the record: their failure must be recorded. */
   const watched = new Set<string>()
@@ -48,7 +58,10 @@ export function createImageFetch(d: Deps): ImageFetch {
    * as with the original, no record stays behind.
    */
   function fetchImage(id: string, source: string, async: boolean, format: PayloadFormat | undefined, sha256: string | undefined): Promise<ImageRecord> {
-    const url = sourceUrl(d.config.imageServer, id, source, d.config.fileSources, { policy, urlSources })
+    const first = sourceUrl(d.config.imageServer, id, source, d.config.fileSources, { policy, urlSources })
+    // From the image service: its download URL on every replica, in the order this fetch tries them.
+    const urls = source ? [first] : replicaUrls(d.config.imageServer, id, nextReplica++)
+    const url = urls[0]!
     const shown = url.protocol === 'file:' ? url.toString() : url.toString().replace(/\/\/[^@/]*@/, '//') // no credentials in records
     // Fail closed: bytes from a place the caller names are only taken with the caller's digest.
     if (source && !sha256) throw new InvalidParamsError('sha256: required with source (the sha256 of the bytes as served)')
@@ -61,7 +74,7 @@ export function createImageFetch(d: Deps): ImageFetch {
     }
     async function task(signal: AbortSignal): Promise<ImageRecord> {
       try {
-        const rec = await importFrom(id, url, shown, format, sha256, !source, signal)
+        const rec = await importFrom(id, urls, shown, format, sha256, !source, signal)
         watched.delete(id)
         return rec
       } catch (err) {
@@ -77,9 +90,9 @@ export function createImageFetch(d: Deps): ImageFetch {
 
   /** One import, its progress written to the record as it goes. */
   async function importFrom(
-    id: string, url: URL, shown: string, format: PayloadFormat | undefined, sha256: string | undefined, fromImageService: boolean, signal: AbortSignal,
+    id: string, urls: readonly URL[], shown: string, format: PayloadFormat | undefined, sha256: string | undefined, fromImageService: boolean, signal: AbortSignal,
   ): Promise<ImageRecord> {
-    const src = await openImageSource(url, { signal, idleTimeoutMs: d.config.fetchIdleTimeoutMs, fileSources: d.config.fileSources, policy })
+    const src = await openImageSource(urls, { signal, idleTimeoutMs: d.config.fetchIdleTimeoutMs, fileSources: d.config.fileSources, policy })
     let expectedSha256: string | undefined
     try {
       expectedSha256 = expectedDigest(id, sha256, src.sha256, fromImageService, d.config.acceptUndigestedImages)

@@ -142,3 +142,57 @@ t.test('a redirect whose own body stalls: the fetch goes on, and the stall later
   await new Promise((ok) => setTimeout(ok, 500)) // past the idle timeout of the redirect's request
   t.pass('no uncaught error from the discarded body')
 })
+
+t.test('a server that dies mid-body: every byte that arrived is delivered before the failure (none left for a resume to fetch again)', async (t) => {
+  // A killed server's kernel still sends what it had, then FIN. The reader is slow (a busy zfs receive),
+  // so bytes are waiting in the response's buffer when the connection ends; they must not go with it.
+  const data = Buffer.alloc(8 << 20, 7)
+  const sent = 3 << 20
+  const s = await serve(t, (_q, res) => {
+    res.writeHead(200, { 'Content-Length': data.length })
+    res.write(data.subarray(0, sent), () => res.socket?.end())
+  })
+  const r = await httpGet(`${s.origin}/x`, { idleTimeoutMs: 5000 })
+  let got = 0
+  const e = await (async () => {
+    for await (const c of r.body) { got += c.length; await new Promise((ok) => setTimeout(ok, 5)) }
+  })().then(() => undefined, (x: unknown) => x)
+  t.match(e, { name: 'HttpClientError', kind: /^(body|truncated)$/, detail: { bytes: sent } })
+  t.equal(got, sent, 'all the bytes sent')
+})
+
+t.test('replicas: a 4xx is every replica\'s answer; 5xx and refused connections fail over; all failing names each', async (t) => {
+  const a = await serve(t, (q, res) => { res.writeHead(q.url === '/gone' ? 404 : 502); res.end() })
+  const b = await serve(t, (_q, res) => { res.writeHead(200, { 'Content-Length': text.length }); res.end(text) })
+  await t.rejects(httpGetResumable([`${a.origin}/gone`, `${b.origin}/gone`], { idleTimeoutMs: 2000 }), { name: 'HttpClientError', kind: 'status', detail: { status: 404 } })
+  t.equal(b.seen.length, 0, 'a 404 is not asked of the next replica')
+  const r = await httpGetResumable([`${a.origin}/x`, `${b.origin}/x`], { idleTimeoutMs: 2000 })
+  t.ok((await drain(r.body)).equals(text), '502: the next replica served')
+  t.equal(r.servedBy(), `${b.origin}/x`)
+  const dead = await serve(t, () => {})
+  const port = new URL(dead.origin).port
+  const e = await httpGetResumable([`${a.origin}/x`, `http://127.0.0.1:${port}/x`], { idleTimeoutMs: 300 }).then(() => undefined, (x: unknown) => x)
+  t.match(e, { kind: 'replicas', detail: { failures: [{ kind: 'status', detail: { status: 502 } }, { kind: 'stalled' }] } })
+  t.match((e as Error).message, new RegExp(`^every replica failed: ${a.origin}/x: expected HTTP 200, received 502; http://127\\.0\\.0\\.1:${port}/x: nothing received`))
+})
+
+t.test('replicas: without a strong ETag or an identity header, a body resumes only where it started', async (t) => {
+  const data = Buffer.alloc(100_000, 5)
+  const handler = (etag: string | undefined) => (q: IncomingMessage, res: ServerResponse) => {
+    const start = Number(/^bytes=(\d+)-$/.exec(q.headers.range ?? '')?.[1] ?? 0)
+    res.writeHead(start ? 206 : 200, {
+      'Content-Length': data.length - start, ...(etag ? { ETag: etag } : {}),
+      ...(start ? { 'Content-Range': `bytes ${start}-${data.length - 1}/${data.length}` } : {}),
+    })
+    if (!start) res.write(data.subarray(0, 1000), () => res.socket?.destroy())
+    else res.end(data.subarray(start))
+  }
+  for (const etag of [undefined, 'W/"weak"']) {
+    const a = await serve(t, handler(etag))
+    const b = await serve(t, handler(etag))
+    const r = await httpGetResumable([`${a.origin}/x`, `${b.origin}/x`], { idleTimeoutMs: 2000, backoffMs: 1 })
+    t.ok((await drain(r.body)).equals(data), `ETag ${etag}: whole`)
+    t.same(a.seen.map((q) => [q.headers.range, q.headers['if-range']]), [[undefined, undefined], ['bytes=1000-', undefined]], `ETag ${etag}: resumed on the same replica, no If-Range`)
+    t.equal(b.seen.length, 0)
+  }
+})

@@ -136,3 +136,23 @@ t.test('--help / -h: every flag with its environment variable and default', asyn
   t.match(text, /--config FILE\s+MISTIFY_CONFIG\n/)
   t.equal(text.split('\n').filter((l) => l.startsWith('  -')).length, 22, 'each of the 21 options plus --config')
 })
+
+t.test('--image-service: one replica as before, or several comma-separated (flag, environment, file string or array)', async (t) => {
+  const { imageServers } = await import('../../../src/agent/config.js')
+  for (const [v, want] of [['img', 'http://img:20000'], ['img:1', 'http://img:1'], ['https://img.example', 'https://img.example'], ['http://img:20000/', 'http://img:20000']]) {
+    t.equal(parseConfig(['--image-service', v!], {}).imageServer, want, `one: ${v} as the Go agent took it`)
+  }
+  const two = parseConfig(['--image-service', 'a, b:7,https://c.example/'], {})
+  t.equal(two.imageServer, 'http://a:20000,http://b:7,https://c.example', 'each normalised, in order')
+  t.same(imageServers(two.imageServer), ['http://a:20000', 'http://b:7', 'https://c.example'])
+  t.equal(parseConfig([], { MISTIFY_IMAGE_SERVICE: 'a,b' }).imageServer, 'http://a:20000,http://b:20000', 'the environment')
+  const file = (text: string) => parseConfig([], { MISTIFY_CONFIG: 'f.json' }, () => parseConfigFile(text))
+  t.equal(file('{"imageServer":["a","b:1"]}').imageServer, 'http://a:20000,http://b:1', 'a file array')
+  t.equal(file('{"imageServer":"a,b:1"}').imageServer, 'http://a:20000,http://b:1', 'a file string')
+  t.equal(file('{"imageServer":"a"}').imageServer, 'http://a:20000')
+  t.throws(() => parseConfigFile('{"imageServer":[1]}'), { name: 'ConfigError', message: /imageServer: expected a string or an array of strings/ })
+  t.throws(() => parseConfig(['--image-service', 'a,http://a:20000'], {}), { name: 'ConfigError', message: 'image service: http://a:20000 is listed twice' })
+  t.throws(() => parseConfig(['--image-service', ' , '], {}), { name: 'ConfigError', message: 'image service: no host or URL given' })
+  t.throws(() => file('{"imageServer":[]}'), { name: 'ConfigError', message: 'image service: no host or URL given' })
+  t.throws(() => parseConfig(['--image-service', 'a,ftp://b'], {}), { name: 'ConfigError', message: 'image service: only http(s), got ftp:' })
+})
