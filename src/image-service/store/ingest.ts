@@ -4,6 +4,7 @@
  */
 import type { Logger } from '../../common/log.js'
 import type { ImageFiles, Staged, WriteOptions } from './files.js'
+import { TransferLostError } from './records.js'
 import { ZERO_TIME, type ImageRecord, type ImageStore } from './store.js'
 
 export interface IngestDeps {
@@ -65,6 +66,17 @@ function clearError(r: ImageRecord): ImageRecord {
  */
 export async function ingest(deps: IngestDeps, id: string, body: AsyncIterable<Uint8Array>, o: IngestOptions = {}): Promise<ImageRecord> {
   const { generation: claimed, ...writeOptions } = o
+  // Claimed before the record says `downloading`: another replica's sweep never sees it unowned.
+  const claim = await deps.store.claimTransfer(id)
+  try {
+    return await ingestClaimed(deps, id, body, { ...writeOptions, signal: o.signal ? AbortSignal.any([o.signal, claim.signal]) : claim.signal }, claimed, claim.signal)
+  } finally {
+    await claim.release().catch((err: unknown) => deps.log.warn({ id, err: String(err) }, 'releasing the transfer claim failed'))
+  }
+}
+
+async function ingestClaimed(deps: IngestDeps, id: string, body: AsyncIterable<Uint8Array>, o: Omit<IngestOptions, 'generation'>, claimed: string | undefined, lost: AbortSignal): Promise<ImageRecord> {
+  const writeOptions = o
   let gen = claimed
   let stale = false
   const started = await deps.store.update(id, (r) => {
@@ -95,7 +107,9 @@ export async function ingest(deps: IngestDeps, id: string, body: AsyncIterable<U
   let staged: Staged
   try {
     staged = await deps.files.stage(id, body, { ...writeOptions, onProgress: (n) => { size = n } })
-  } catch (err) {
+  } catch (caught) {
+    // Lost ownership: another replica's sweep marks (or marked) the record.
+    const err = lost.aborted ? new TransferLostError(id) : caught
     // Node reports a sender that hung up as a bare "aborted".
     const raw = err instanceof Error ? err.message : String(err)
     const message = raw === 'aborted' ? 'connection closed before all data arrived' : raw
@@ -109,8 +123,11 @@ export async function ingest(deps: IngestDeps, id: string, body: AsyncIterable<U
   let done: ImageRecord | undefined
   try {
     done = await deps.store.update(id, async (r) => {
-      if (!ours(r)) return undefined
-      await staged.commit()
+      // Still ours and still running (not marked error by a sweep); a retried
+      // update (conflict) must not rename twice.
+      if (!ours(r) || r.status !== 'downloading') return undefined
+      if (lost.aborted) throw new TransferLostError(id)
+      if (!committed) await staged.commit()
       committed = true
       return { ...clearError(r), status: 'complete', ...staged.data, download_end: new Date().toISOString() }
     })
@@ -120,9 +137,9 @@ export async function ingest(deps: IngestDeps, id: string, body: AsyncIterable<U
     await deps.store.update(id, (r) => (ours(r) ? withError(r, message) : undefined)).catch(() => {})
     throw err
   }
-  if (!committed || !done) {
-    await staged.discard()
-    throw done ? new StaleUploadError(id) : new ImageGoneError(id)
+  if (!done || done.status !== 'complete' || !ours(done)) {
+    if (!committed) await staged.discard()
+    throw !done ? new ImageGoneError(id) : ours(done) ? new TransferLostError(id) : new StaleUploadError(id)
   }
   return done
 }
