@@ -147,12 +147,12 @@ export class LevelRecords implements RecordBackend {
   }
 
   /** Ownership is the process: its transfers live exactly as long as it does (recover() at start-up). */
-  async claimTransfer(): Promise<TransferClaim> {
+  async claimTransfer(_id: string): Promise<TransferClaim> {
     return { signal: NO_SIGNAL, release: async () => {} }
   }
 
   /** Every transfer a level store has is this live process's own. */
-  async putIfUnowned(): Promise<boolean> {
+  async putIfUnowned(_id: string, _rec: ImageRecord, _expectedRev: Rev): Promise<boolean> {
     return false
   }
 
