@@ -66,17 +66,44 @@ function clearError(r: ImageRecord): ImageRecord {
  */
 export async function ingest(deps: IngestDeps, id: string, body: AsyncIterable<Uint8Array>, o: IngestOptions = {}): Promise<ImageRecord> {
   const { generation: claimed, ...writeOptions } = o
-  // Claimed before the record says `downloading`: another replica's sweep never sees it unowned.
-  const claim = await deps.store.claimTransfer(id)
+  const owner = await holdTransfer(deps, id)
   try {
-    return await ingestClaimed(deps, id, body, { ...writeOptions, signal: o.signal ? AbortSignal.any([o.signal, claim.signal]) : claim.signal }, claimed, claim.signal)
+    return await ingestClaimed(deps, id, body, writeOptions, claimed)
   } finally {
-    await claim.release().catch((err: unknown) => deps.log.warn({ id, err: String(err) }, 'releasing the transfer claim failed'))
+    await owner.release()
   }
 }
 
-async function ingestClaimed(deps: IngestDeps, id: string, body: AsyncIterable<Uint8Array>, o: Omit<IngestOptions, 'generation'>, claimed: string | undefined, lost: AbortSignal): Promise<ImageRecord> {
-  const writeOptions = o
+/**
+ * Claim the transfer (before the record says `downloading`: another
+ * replica's sweep never sees it unowned) and claim it again when the claim is
+ * lost (a lease that lapsed while etcd elected a leader): the transfer goes on,
+ * and if a sweep marked the record meanwhile, the final write finds it no
+ * longer `downloading` and fails with TransferLostError.
+ */
+async function holdTransfer(deps: IngestDeps, id: string): Promise<{ release(): Promise<void> }> {
+  let current = await deps.store.claimTransfer(id)
+  let ended = false
+  const reclaim = (): void => {
+    if (ended) return
+    deps.log.warn({ id }, 'transfer claim lost; claiming it again')
+    deps.store.claimTransfer(id).then(async (c) => {
+      if (ended) return c.release()
+      current = c
+      c.signal.addEventListener('abort', reclaim, { once: true })
+    }).catch((err: unknown) => deps.log.warn({ id, err: String(err) }, 'claiming the transfer again failed'))
+  }
+  current.signal.addEventListener('abort', reclaim, { once: true })
+  return {
+    release: async () => {
+      ended = true
+      await current.release().catch((err: unknown) => deps.log.warn({ id, err: String(err) }, 'releasing the transfer claim failed'))
+    },
+  }
+}
+
+async function ingestClaimed(deps: IngestDeps, id: string, body: AsyncIterable<Uint8Array>, writeOptions: Omit<IngestOptions, 'generation'>, claimed: string | undefined): Promise<ImageRecord> {
+  const o = writeOptions
   let gen = claimed
   let stale = false
   const started = await deps.store.update(id, (r) => {
@@ -107,9 +134,7 @@ async function ingestClaimed(deps: IngestDeps, id: string, body: AsyncIterable<U
   let staged: Staged
   try {
     staged = await deps.files.stage(id, body, { ...writeOptions, onProgress: (n) => { size = n } })
-  } catch (caught) {
-    // Lost ownership: another replica's sweep marks (or marked) the record.
-    const err = lost.aborted ? new TransferLostError(id) : caught
+  } catch (err) {
     // Node reports a sender that hung up as a bare "aborted".
     const raw = err instanceof Error ? err.message : String(err)
     const message = raw === 'aborted' ? 'connection closed before all data arrived' : raw
@@ -126,7 +151,6 @@ async function ingestClaimed(deps: IngestDeps, id: string, body: AsyncIterable<U
       // Still ours and still running (not marked error by a sweep); a retried
       // update (conflict) must not rename twice.
       if (!ours(r) || r.status !== 'downloading') return undefined
-      if (lost.aborted) throw new TransferLostError(id)
       if (!committed) await staged.commit()
       committed = true
       return { ...clearError(r), status: 'complete', ...staged.data, download_end: new Date().toISOString() }

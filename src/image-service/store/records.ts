@@ -18,7 +18,10 @@ export interface Versioned {
 
 /** A transfer (upload or URL fetch) this replica is running, visible to the others while it lives. */
 export interface TransferClaim {
-  /** Aborted when this replica lost the claim (its lease expired): the transfer must stop. */
+  /**
+   * Aborted when this replica lost the claim (its lease lapsed): other replicas may now
+   * sweep the record, so claim again (ingest.ts does) or give the transfer up.
+   */
   readonly signal: AbortSignal
   release(): Promise<void>
 }
