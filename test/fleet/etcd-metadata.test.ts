@@ -121,6 +121,15 @@ t.test('transfer ownership: a revoked lease, a killed replica process → the ot
   await again.release()
   t.equal(await raw.get(`${prefix}/images/${rec.id}/owner`).string(), null, 'release removes the owner key')
 
+  // A URL fetch whose replica died before it claimed the record stays pending: swept after a grace period.
+  const fetchRec = await b.store.create({ type: 'kvm', source: 'http://example.com/never-fetched.img' })
+  t.same(await b.store.sweepOrphans(orphaned), [], 'a new pending fetch has its grace period')
+  const fetchClaim = await a.store.claimTransfer(fetchRec.id)
+  await delay(5)
+  t.same(await b.store.sweepOrphans(orphaned, 0), [], 'a claimed pending fetch is left alone')
+  await fetchClaim.release()
+  t.same(await b.store.sweepOrphans(orphaned, 0), [fetchRec.id], 'an unowned pending fetch past its grace is orphaned')
+
   // A replica process that dies (kill -9) stops refreshing its lease.
   const rec2 = await b.store.create({ type: 'kvm' })
   const mod = new URL('../../src/image-service/store/etcd-records.js', import.meta.url).href

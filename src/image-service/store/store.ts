@@ -237,15 +237,19 @@ export class ImageStore {
   }
 
   /**
-   * Records `downloading` whose transfer no live replica owns (it died):
-   * `mark` (e.g. as error) unless a replica claims it meanwhile. Nothing with
-   * an unshared backend, where this process owns every transfer. Returns the ids marked.
+   * Records whose transfer no live replica owns (it died): `downloading`
+   * ones, and URL fetches still `pending` after `pendingGraceMs` (a fetcher
+   * claims its record as it starts); `mark` (e.g. as error) unless a replica
+   * claims it meanwhile. Nothing with an unshared backend, where this process
+   * owns every transfer. Returns the ids marked.
    */
-  async sweepOrphans(mark: (rec: ImageRecord) => ImageRecord): Promise<string[]> {
+  async sweepOrphans(mark: (rec: ImageRecord) => ImageRecord, pendingGraceMs = 30_000): Promise<string[]> {
     if (!this.backend.shared) return []
     const marked: string[] = []
+    const staleBefore = new Date(Date.now() - pendingGraceMs).toISOString()
     for (const { value, rev } of await this.retrying(() => this.backend.list())) {
-      if (value.status !== 'downloading') continue
+      const stalledFetch = value.status === 'pending' && value.source !== '' && value.updated_at < staleBefore
+      if (value.status !== 'downloading' && !stalledFetch) continue
       const next = { ...mark(structuredClone(value)), id: value.id, updated_at: new Date().toISOString() }
       // A conflict means someone wrote the record since: it is not orphaned, or the next sweep sees it again.
       if (await this.retrying(() => this.backend.putIfUnowned(value.id, next, rev))) marked.push(value.id)

@@ -7,6 +7,7 @@ import { openDb } from '../../../src/common/db.js'
 import { ImageStore, ZERO_TIME, type ImageRecord } from '../../../src/image-service/store/store.js'
 import { LevelRecords, MetadataUnavailableError, normalizeRecord, type RecordBackend, type Rev } from '../../../src/image-service/store/records.js'
 import { parseMetadataUrl } from '../../../src/image-service/store/open-records.js'
+import { parseConfig } from '../../../src/image-service/config.js'
 import { tempDir, type TestContext } from '../../helpers/image-service.js'
 
 async function level(t: TestContext): Promise<LevelRecords> {
@@ -143,4 +144,9 @@ t.test('--metadata values', async (t) => {
   t.same(parseMetadataUrl('etcd://127.0.0.1:2379'), { kind: 'etcd', endpoints: ['127.0.0.1:2379'] })
   t.same(parseMetadataUrl('etcd://a:1,b:2/x/y/'), { kind: 'etcd', endpoints: ['a:1', 'b:2'], prefix: '/x/y' })
   for (const bad of ['', 'etcd://', 'etcd://host', 'http://a:1', 'etcd://a:1,,b', 'leveldb']) t.equal(parseMetadataUrl(bad), undefined, bad)
+  t.match(parseConfig([], {}), { metadata: 'level', metadataLeaseTtlS: 5 }, 'level by default')
+  t.match(parseConfig(['--metadata', 'etcd://127.0.0.1:23790/x', '--metadata-lease-ttl', '3'], {}), { metadata: 'etcd://127.0.0.1:23790/x', metadataLeaseTtlS: 3 })
+  t.match(parseConfig([], { MISTIFY_IMAGE_SERVICE_METADATA: 'etcd://h:1', MISTIFY_IMAGE_SERVICE_METADATA_LEASE_TTL: '7' }), { metadata: 'etcd://h:1', metadataLeaseTtlS: 7 })
+  t.throws(() => parseConfig(['--metadata', 'etcd:/h:1'], {}), { name: 'UsageError', message: /--metadata/ })
+  t.throws(() => parseConfig(['--metadata-lease-ttl', '0'], {}), { name: 'UsageError' })
 })
