@@ -2,7 +2,7 @@
 # A 3-member etcd cluster on loopback for tests that need a real shared metadata store.
 #   etcd.sh install     apt-get install etcd (skipped when present)
 #   etcd.sh up DIR      start 3 members (client ports 23790/23792/23794, peers 23791/23793/23795),
-#                       state under DIR, wait until healthy; prints ETCD_ENDPOINTS=… (also DIR/etcd.env)
+#                       state under DIR, wait until healthy; prints ETCD_ENDPOINTS=… and ETCD_DIR=… (also DIR/etcd.env)
 #   etcd.sh leader DIR  pid of the current leader
 #   etcd.sh revive DIR  restart members that died (kill -9 in a fault test); they rejoin the cluster
 #   etcd.sh down DIR    kill -9 every member, remove DIR
@@ -51,7 +51,8 @@ case "$cmd" in
     eps=$(endpoints)
     for _ in $(seq 1 100); do
       if healthy "$eps"; then
-        echo "ETCD_ENDPOINTS=$eps" | tee "$dir/etcd.env"
+        # ETCD_DIR: fault tests find (and restart) members through this script.
+        printf 'ETCD_ENDPOINTS=%s\nETCD_DIR=%s\n' "$eps" "$dir" | tee "$dir/etcd.env"
         exit 0
       fi
       for i in 0 1 2; do alive "$dir/${names[$i]}.pid" || { echo "etcd ${names[$i]} exited:" >&2; tail -5 "$dir/${names[$i]}.log" >&2; "$0" down "$dir"; exit 1; }; done

@@ -195,11 +195,8 @@ function slowUpload(native: string, data: Buffer, name: string, replicaNo: numbe
   })
 }
 
-t.test('FAULT: two service replicas, kill -9 of the etcd leader during uploads and version creations', async (t) => {
-  if (!cluster.dir) {
-    t.comment('ETCD_DIR not set: the runner\'s cluster cannot be faulted from here')
-    return
-  }
+const noFault = cluster.dir ? false : 'ETCD_ENDPOINTS without ETCD_DIR: this cluster\'s members cannot be killed from here'
+t.test('FAULT: two service replicas, kill -9 of the etcd leader during uploads and version creations', { skip: noFault }, async (t) => {
   const prefix = uniquePrefix()
   // One data directory for the blobs of both replicas: with etcd metadata they share it.
   const dataDir = tempDir(t)
