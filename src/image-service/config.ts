@@ -1,6 +1,7 @@
 /** Configuration: flags, then environment (the unit's EnvironmentFile), then defaults; flags win so one setting can be overridden by hand. */
 import { parseArgs } from 'node:util'
 import { createSourcePolicy, splitAllowList } from '../common/address-policy.js'
+import { parseMetadataUrl } from './store/open-records.js'
 
 export interface Config {
   /** Native (mistify) API port; 0 picks a free port. */
@@ -25,6 +26,10 @@ export interface Config {
   allowSourceHosts: string[]
   /** false: POST /images (fetch from a URL) is refused; uploads still work. */
   urlSources: boolean
+  /** Where image records live: `level` (under dataDir) or `etcd://host:port,…[/prefix]` (shared by replicas). */
+  metadata: string
+  /** etcd only: TTL of a replica's transfer lease (s); a dead replica's uploads are marked `error` this long after it died. */
+  metadataLeaseTtlS: number
 }
 
 export const DEFAULTS: Config = {
@@ -38,6 +43,8 @@ export const DEFAULTS: Config = {
   progressIntervalMs: 5_000,
   allowSourceHosts: [],
   urlSources: true,
+  metadata: 'level',
+  metadataLeaseTtlS: 5,
 }
 
 export const USAGE = `Usage: mistify-image-service [options]
@@ -52,6 +59,11 @@ export const USAGE = `Usage: mistify-image-service [options]
       --allow-source-hosts <list>  hosts, addresses or CIDRs (comma-separated) URL fetches may reach although
                              loopback, link-local or private (default none; env MISTIFY_IMAGE_SERVICE_ALLOW_SOURCE_HOSTS)
       --url-sources on|off   off refuses fetch-from-URL (POST /images) (default on; env MISTIFY_IMAGE_SERVICE_URL_SOURCES)
+      --metadata <url>       image records: level (default, under --data-dir) or etcd://host:port[,host:port…][/prefix]
+                             (etcd v3, plain http; prefix default /lochness; records shared by several replicas)
+                             (env MISTIFY_IMAGE_SERVICE_METADATA)
+      --metadata-lease-ttl <s>  etcd: a dead replica's transfers are marked error after this long (default 5;
+                             env MISTIFY_IMAGE_SERVICE_METADATA_LEASE_TTL)
   -h, --help                 this text
 `
 
@@ -97,6 +109,8 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Co
         'idle-timeout': { type: 'string' },
         'allow-source-hosts': { type: 'string' },
         'url-sources': { type: 'string' },
+        metadata: { type: 'string' },
+        'metadata-lease-ttl': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     })
@@ -118,6 +132,8 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Co
     idleTimeout: pick(f['idle-timeout'], 'IDLE_TIMEOUT'),
     allowSourceHosts: pick(f['allow-source-hosts'], 'ALLOW_SOURCE_HOSTS'),
     urlSources: pick(f['url-sources'], 'URL_SOURCES'),
+    metadata: pick(f.metadata, 'METADATA'),
+    leaseTtl: pick(f['metadata-lease-ttl'], 'METADATA_LEASE_TTL'),
   }
   if (v.port !== undefined) c.port = port('--port', v.port)
   if (v.glancePort !== undefined) c.glancePort = port('--glance-port', v.glancePort)
@@ -133,6 +149,14 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Co
   if (v.urlSources !== undefined) {
     if (v.urlSources !== 'on' && v.urlSources !== 'off') throw new UsageError(`--url-sources: on or off, got ${JSON.stringify(v.urlSources)}`)
     c.urlSources = v.urlSources === 'on'
+  }
+  if (v.metadata !== undefined) {
+    if (!parseMetadataUrl(v.metadata)) throw new UsageError(`--metadata: level or etcd://host:port[,host:port…][/prefix], got ${JSON.stringify(v.metadata)}`)
+    c.metadata = v.metadata
+  }
+  if (v.leaseTtl !== undefined) {
+    if (!/^\d+$/.test(v.leaseTtl) || Number(v.leaseTtl) < 1) throw new UsageError(`--metadata-lease-ttl: whole seconds, at least 1, got ${JSON.stringify(v.leaseTtl)}`)
+    c.metadataLeaseTtlS = Number(v.leaseTtl)
   }
   if (c.dataDir === '') throw new UsageError('--data-dir must not be empty')
   return c

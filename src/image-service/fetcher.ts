@@ -5,6 +5,7 @@
 import { asPending, ImageGoneError, ingest, StaleUploadError, withError, type IngestDeps } from './store/ingest.js'
 import { httpGet, type HttpClientError, type HttpResponse } from '../common/http-client.js'
 import type { SourcePolicy } from '../common/address-policy.js'
+import type { ImageRecord } from './store/store.js'
 
 export interface FetcherOptions {
   maxSize: number
@@ -56,6 +57,16 @@ export class Fetcher {
   private async run(id: string, signal: AbortSignal): Promise<void> {
     const rec = await this.deps.store.get(id)
     if (!rec) return
+    // Owned from the start (connecting may take long): other replicas' sweeps leave it alone.
+    const claim = await this.deps.store.claimTransfer(id).catch(() => undefined)
+    try {
+      await this.fetch(id, rec, signal)
+    } finally {
+      await claim?.release().catch(() => {})
+    }
+  }
+
+  private async fetch(id: string, rec: ImageRecord, signal: AbortSignal): Promise<void> {
     try {
       const res = await this.get(rec.source, signal)
       const expectedSize = res.size ?? -1
@@ -71,8 +82,10 @@ export class Fetcher {
     } catch (err) {
       if (err instanceof ImageGoneError || err instanceof StaleUploadError) return
       if (this.closed) {
-        // Stopping, not failing: leave it pending so the next start fetches it again.
-        await this.deps.store.update(id, asPending).catch(() => {})
+        // Stopping, not failing: leave it pending so the next start fetches it again. With
+        // records shared by replicas no start-up recovery restarts it: fail it, a POST retries.
+        const stopped = this.deps.store.backend.shared ? (r: ImageRecord) => withError(r, 'service replica stopped during the fetch; POST the source again to retry') : asPending
+        await this.deps.store.update(id, (r) => (r.generation === rec.generation ? stopped(r) : undefined)).catch(() => {})
         return
       }
       const message = signal.aborted && signal.reason instanceof Error ? signal.reason.message : err instanceof Error ? err.message : String(err)

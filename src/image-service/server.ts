@@ -5,10 +5,8 @@
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { mkdir } from 'node:fs/promises'
-import { join } from 'node:path'
 import type Koa from 'koa'
 import { createSourcePolicy } from '../common/address-policy.js'
-import { openDb, type Db } from '../common/db.js'
 import { jsonLogger, type Logger } from '../common/log.js'
 import { createApp, type ServiceDeps } from './app.js'
 import type { Config } from './config.js'
@@ -16,6 +14,8 @@ import { Fetcher } from './fetcher.js'
 import { ImageFiles } from './store/files.js'
 import { asPending, withError } from './store/ingest.js'
 import { ImageStore } from './store/store.js'
+import { openRecords } from './store/open-records.js'
+import type { RecordBackend } from './store/records.js'
 
 export interface StartOptions {
   log?: Logger
@@ -101,20 +101,43 @@ async function listen(app: Koa, port: number, host: string, idleTimeoutMs: numbe
 export async function startService(cfg: Config, o: StartOptions = {}): Promise<RunningService> {
   const log = o.log ?? jsonLogger()
   await mkdir(cfg.dataDir, { recursive: true, mode: 0o750 })
-  const db: Db = await openDb(join(cfg.dataDir, 'metadata'))
+  const db: RecordBackend = await openRecords(cfg.metadata, { dataDir: cfg.dataDir, leaseTtlS: cfg.metadataLeaseTtlS })
   const listening: Listening[] = []
   let fetcher: Fetcher | undefined
+  let sweeper: NodeJS.Timeout | undefined
   try {
     const files = new ImageFiles(cfg.dataDir)
-    await files.init()
-    const store = ImageStore.fromDb(db)
+    if (db.shared) {
+      // Replicas may share the data directory: files.init() would delete another
+      // replica's uploads in progress from tmp/. Only create the directories.
+      await mkdir(files.imagesDir, { recursive: true, mode: 0o750 })
+      await mkdir(files.tmpDir, { recursive: true, mode: 0o750 })
+    } else {
+      await files.init()
+    }
+    const store = new ImageStore(db)
     // Loopback, link-local and private hosts only when allowlisted: the service stores and re-serves what it fetches.
     const sourcePolicy = createSourcePolicy({ allow: cfg.allowSourceHosts })
     fetcher = new Fetcher({ store, files, log }, {
       maxSize: cfg.maxUploadSize, idleTimeoutMs: cfg.fetchTimeoutMs, progressIntervalMs: cfg.progressIntervalMs, policy: sourcePolicy,
     })
     const deps: ServiceDeps = { store, files, log, fetcher, maxUploadSize: cfg.maxUploadSize, sourcePolicy, urlSources: cfg.urlSources }
-    await recover(deps)
+    if (db.shared) {
+      // Other replicas' transfers may be live: a dead replica's are found by their expired lease instead.
+      let sweeping = false
+      const sweep = (): void => {
+        if (sweeping) return
+        sweeping = true
+        store.sweepOrphans((r) => withError(r, 'owner replica went away; retry the upload'))
+          .then((ids) => { for (const id of ids) log.warn({ id }, 'transfer orphaned by a dead replica marked error') })
+          .catch((err: unknown) => log.warn({ err: String(err) }, 'orphan sweep failed'))
+          .finally(() => { sweeping = false })
+      }
+      sweeper = setInterval(sweep, Math.max(500, (cfg.metadataLeaseTtlS * 1000) / 2))
+      sweeper.unref()
+    } else {
+      await recover(deps)
+    }
     const apps = createApp(deps)
     const native = await listen(apps.native, o.ephemeralPorts ? 0 : cfg.port, cfg.listen, cfg.idleTimeoutMs)
     listening.push(native)
@@ -125,15 +148,16 @@ export async function startService(cfg: Config, o: StartOptions = {}): Promise<R
       nativeUrl: native.url,
       glanceUrl: glance?.url,
       deps,
-      close: () => (closing ??= shutdown(listening, fetcher as Fetcher, db, o.closeGraceMs ?? 5_000)),
+      close: () => (closing ??= (clearInterval(sweeper), shutdown(listening, fetcher as Fetcher, db, o.closeGraceMs ?? 5_000))),
     }
   } catch (err) {
+    clearInterval(sweeper)
     await shutdown(listening, fetcher, db, 0)
     throw err
   }
 }
 
-async function shutdown(listening: Listening[], fetcher: Fetcher | undefined, db: Db, graceMs: number): Promise<void> {
+async function shutdown(listening: Listening[], fetcher: Fetcher | undefined, db: RecordBackend, graceMs: number): Promise<void> {
   const closed = listening.map((l) => new Promise<void>((r) => l.server.close(() => r())))
   for (const l of listening) l.server.closeIdleConnections()
   const drained = Promise.all(listening.map((l) => l.drained()))

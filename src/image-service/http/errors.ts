@@ -1,6 +1,7 @@
 /** Errors a handler throws, answered with each API's own error body. */
 import type Koa from 'koa'
 import type { Logger } from '../../common/log.js'
+import { RetryableError } from '../store/records.js'
 
 /** An error that carries the status the API should answer with. */
 export class HttpError extends Error {
@@ -21,7 +22,7 @@ export interface ErrorAnswers {
   internal: (err: unknown) => string
 }
 
-/** An HttpError becomes its status; anything else is logged and becomes a 500. */
+/** An HttpError becomes its status, a RetryableError 503; anything else is logged and becomes a 500. */
 export function answerErrors(o: ErrorAnswers): Koa.Middleware {
   return async (ctx, next) => {
     try {
@@ -31,6 +32,12 @@ export function answerErrors(o: ErrorAnswers): Koa.Middleware {
         // The body may be unread (refused by its announced size): close rather than drain it.
         if (err.status === 413) ctx.set('Connection', 'close')
         o.fail(ctx, err.status, err.message)
+        return
+      }
+      if (err instanceof RetryableError) {
+        // Metadata store unreachable or a transfer's owner lost: nothing is half-written, try again.
+        ctx.set('Retry-After', '1')
+        o.fail(ctx, 503, err.message)
         return
       }
       o.log.error({ method: ctx.method, path: ctx.path, err: String(err) }, `${o.api} request failed`)

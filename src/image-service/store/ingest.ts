@@ -4,6 +4,7 @@
  */
 import type { Logger } from '../../common/log.js'
 import type { ImageFiles, Staged, WriteOptions } from './files.js'
+import { TransferLostError } from './records.js'
 import { ZERO_TIME, type ImageRecord, type ImageStore } from './store.js'
 
 export interface IngestDeps {
@@ -65,6 +66,44 @@ function clearError(r: ImageRecord): ImageRecord {
  */
 export async function ingest(deps: IngestDeps, id: string, body: AsyncIterable<Uint8Array>, o: IngestOptions = {}): Promise<ImageRecord> {
   const { generation: claimed, ...writeOptions } = o
+  const owner = await holdTransfer(deps, id)
+  try {
+    return await ingestClaimed(deps, id, body, writeOptions, claimed)
+  } finally {
+    await owner.release()
+  }
+}
+
+/**
+ * Claim the transfer (before the record says `downloading`: another
+ * replica's sweep never sees it unowned) and claim it again when the claim is
+ * lost (a lease that lapsed while etcd elected a leader): the transfer goes on,
+ * and if a sweep marked the record meanwhile, the final write finds it no
+ * longer `downloading` and fails with TransferLostError.
+ */
+async function holdTransfer(deps: IngestDeps, id: string): Promise<{ release(): Promise<void> }> {
+  let current = await deps.store.claimTransfer(id)
+  let ended = false
+  const reclaim = (): void => {
+    if (ended) return
+    deps.log.warn({ id }, 'transfer claim lost; claiming it again')
+    deps.store.claimTransfer(id).then(async (c) => {
+      if (ended) return c.release()
+      current = c
+      c.signal.addEventListener('abort', reclaim, { once: true })
+    }).catch((err: unknown) => deps.log.warn({ id, err: String(err) }, 'claiming the transfer again failed'))
+  }
+  current.signal.addEventListener('abort', reclaim, { once: true })
+  return {
+    release: async () => {
+      ended = true
+      await current.release().catch((err: unknown) => deps.log.warn({ id, err: String(err) }, 'releasing the transfer claim failed'))
+    },
+  }
+}
+
+async function ingestClaimed(deps: IngestDeps, id: string, body: AsyncIterable<Uint8Array>, writeOptions: Omit<IngestOptions, 'generation'>, claimed: string | undefined): Promise<ImageRecord> {
+  const o = writeOptions
   let gen = claimed
   let stale = false
   const started = await deps.store.update(id, (r) => {
@@ -109,8 +148,10 @@ export async function ingest(deps: IngestDeps, id: string, body: AsyncIterable<U
   let done: ImageRecord | undefined
   try {
     done = await deps.store.update(id, async (r) => {
-      if (!ours(r)) return undefined
-      await staged.commit()
+      // Still ours and still running (not marked error by a sweep); a retried
+      // update (conflict) must not rename twice.
+      if (!ours(r) || r.status !== 'downloading') return undefined
+      if (!committed) await staged.commit()
       committed = true
       return { ...clearError(r), status: 'complete', ...staged.data, download_end: new Date().toISOString() }
     })
@@ -120,9 +161,9 @@ export async function ingest(deps: IngestDeps, id: string, body: AsyncIterable<U
     await deps.store.update(id, (r) => (ours(r) ? withError(r, message) : undefined)).catch(() => {})
     throw err
   }
-  if (!committed || !done) {
-    await staged.discard()
-    throw done ? new StaleUploadError(id) : new ImageGoneError(id)
+  if (!done || done.status !== 'complete' || !ours(done)) {
+    if (!committed) await staged.discard()
+    throw !done ? new ImageGoneError(id) : ours(done) ? new TransferLostError(id) : new StaleUploadError(id)
   }
   return done
 }

@@ -1,10 +1,15 @@
 /**
- * The metadata seam: one record per image, shared by both APIs, in the `images` table of common/db.ts.
- * Updates to a record are serialised (a fetch, an upload and API calls may touch it at once).
+ * The metadata seam: one record per image, shared by both APIs, over a
+ * RecordBackend (records.ts: level by default, or etcd shared by replicas).
+ * Every write is a compare-and-swap, so writers on several replicas never
+ * lose each other's updates; an in-process lock keeps one replica's own
+ * writers from conflicting.
  */
 import { randomUUID } from 'node:crypto'
-import type { Db, Table } from '../../common/db.js'
+import { isDeepStrictEqual } from 'node:util'
+import type { Db } from '../../common/db.js'
 import { createKeyedLock } from '../../common/keyed-lock.js'
+import { LevelRecords, MetadataUnavailableError, RetryableError, type RecordBackend, type TransferClaim } from './records.js'
 
 export type ImageType = 'kvm' | 'container'
 export const IMAGE_TYPES: readonly ImageType[] = ['kvm', 'container']
@@ -97,27 +102,32 @@ export function defaultFormats(type: ImageType): { disk_format: string; containe
   return { disk_format: 'raw', container_format: type === 'container' ? 'docker' : 'bare' }
 }
 
+export interface ImageStoreOptions {
+  /** How long to keep retrying while the backend is unavailable before a MetadataUnavailableError (ms). Default 10 s. */
+  retryBudgetMs?: number
+}
+
 export class ImageStore {
+  /** In-process only: saves same-replica writers from conflicting with each other; the backend's CAS is what makes writes safe. */
   private readonly lock = createKeyedLock()
+  private readonly retryBudgetMs: number
 
-  constructor(
-    private readonly images: Table<ImageRecord>,
-    /** Per-name counters, so a deleted newest version's number is never reused. */
-    private readonly names: Table<{ last: number }>,
-  ) {}
+  constructor(readonly backend: RecordBackend, o: ImageStoreOptions = {}) {
+    this.retryBudgetMs = o.retryBudgetMs ?? 10_000
+  }
 
-  static fromDb(db: Db): ImageStore {
-    return new ImageStore(db.table<ImageRecord>('images'), db.table<{ last: number }>('image-names'))
+  static fromDb(db: Db, o: ImageStoreOptions = {}): ImageStore {
+    return new ImageStore(new LevelRecords(db), o)
   }
 
   async get(id: string): Promise<ImageRecord | undefined> {
     if (!isImageId(id)) return undefined
-    return this.images.get(id.toLowerCase())
+    return (await this.retrying(() => this.backend.get(id.toLowerCase())))?.value
   }
 
   /** All records, oldest first (ties broken by id, so the order is total). */
   async list(): Promise<ImageRecord[]> {
-    const all = await this.images.values()
+    const all = (await this.retrying(() => this.backend.list())).map((v) => v.value)
     return all.sort((a, b) => (a.created_at < b.created_at ? -1 : a.created_at > b.created_at ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
   }
 
@@ -125,7 +135,7 @@ export class ImageStore {
     const id = (init.id ?? randomUUID()).toLowerCase()
     if (!isImageId(id)) throw new Error(`invalid image id ${id}`)
     return this.lock.run(id, async () => {
-      if (await this.images.get(id)) throw new ImageExistsError(id)
+      if (await this.retrying(() => this.backend.get(id))) throw new ImageExistsError(id)
       const now = new Date().toISOString()
       const name = init.name ?? ''
       const rec: ImageRecord = {
@@ -142,7 +152,7 @@ export class ImageStore {
         md5: '',
         sha512: '',
         name,
-        version: name === '' ? 0 : await this.allocVersion(name),
+        version: name === '' ? 0 : await this.retrying(() => this.backend.nextVersion(name)),
         created_at: now,
         updated_at: now,
         generation: randomUUID(),
@@ -159,47 +169,92 @@ export class ImageStore {
           ...init.glance,
         },
       }
-      await this.images.put(id, rec)
+      await this.retrying(async () => {
+        if (await this.backend.put(id, rec, undefined)) return
+        // Lost to another creator, or our own write timed out after it happened: the generation tells.
+        if ((await this.backend.get(id))?.value.generation !== rec.generation) throw new ImageExistsError(id)
+      })
       return rec
     })
   }
 
   /**
-   * Read-modify-write one record under its lock. `fn` gets a copy and returns
-   * the new record (or undefined to leave it alone). A name change allocates
-   * the next version for the new name. Resolves undefined when the record is gone.
+   * Read-modify-write one record: `fn` gets a copy and returns the new record
+   * (or undefined to leave it alone), written only if nobody (no other
+   * replica) wrote the record meanwhile; otherwise `fn` runs again on the
+   * newer record, so it may run more than once and must not repeat side
+   * effects. A name change allocates the next version for the new name.
+   * Resolves undefined when the record is gone.
    */
   async update(id: string, fn: (rec: ImageRecord) => ImageRecord | undefined | Promise<ImageRecord | undefined>): Promise<ImageRecord | undefined> {
     if (!isImageId(id)) return undefined
     const key = id.toLowerCase()
-    return this.lock.run(key, async () => {
-      const cur = await this.images.get(key)
-      if (!cur) return undefined
-      const next = await fn(structuredClone(cur))
-      if (!next) return cur
-      if (next.name !== cur.name) next.version = next.name === '' ? 0 : await this.allocVersion(next.name)
+    // A version allocated for a new name is kept across retries: numbers are not wasted per conflict.
+    const versions = new Map<string, number>()
+    return this.lock.run(key, () => this.casLoop(async () => {
+      const cur = await this.backend.get(key)
+      if (!cur) return { done: undefined }
+      const next = await fn(structuredClone(cur.value))
+      if (!next) return { done: cur.value }
+      if (next.name !== cur.value.name) {
+        let v = next.name === '' ? 0 : versions.get(next.name)
+        if (v === undefined) versions.set(next.name, v = await this.backend.nextVersion(next.name))
+        next.version = v
+      }
       next.id = key
       next.updated_at = new Date().toISOString()
-      await this.images.put(key, next)
-      return next
-    })
+      return { write: () => this.backend.put(key, next, cur.rev), check: async () => sameRecord((await this.backend.get(key))?.value, next), done: next }
+    }))
   }
 
   /**
    * Delete and return the record (undefined when there was none; deleting
-   * twice is fine). `andThen` runs under the record's lock after the delete
-   * (removing the data file there means a re-created image's new file can
-   * never be removed by an older delete).
+   * twice is fine). `andThen` runs under the record's in-process lock after the
+   * delete (removing the data file there means a re-created image's new file
+   * can never be removed by an older delete of this replica).
    */
   async remove(id: string, andThen?: () => Promise<void>): Promise<ImageRecord | undefined> {
     if (!isImageId(id)) return undefined
     const key = id.toLowerCase()
     return this.lock.run(key, async () => {
-      const cur = await this.images.get(key)
-      if (cur) await this.images.del(key)
+      const gone = await this.casLoop(async () => {
+        const cur = await this.backend.get(key)
+        if (!cur) return { done: undefined }
+        return { write: () => this.backend.del(key, cur.rev), check: async () => (await this.backend.get(key)) === undefined, done: cur.value }
+      })
       await andThen?.()
-      return cur
+      return gone
     })
+  }
+
+  /**
+   * Start a transfer (upload, URL fetch) of `id` as this replica's: other
+   * replicas leave it alone while the claim lives. The claim's signal aborts
+   * when this replica lost it; release() when the transfer has ended.
+   */
+  claimTransfer(id: string): Promise<TransferClaim> {
+    return this.retrying(() => this.backend.claimTransfer(id.toLowerCase()))
+  }
+
+  /**
+   * Records whose transfer no live replica owns (it died): `downloading`
+   * ones, and URL fetches still `pending` after `pendingGraceMs` (a fetcher
+   * claims its record as it starts); `mark` (e.g. as error) unless a replica
+   * claims it meanwhile. Nothing with an unshared backend, where this process
+   * owns every transfer. Returns the ids marked.
+   */
+  async sweepOrphans(mark: (rec: ImageRecord) => ImageRecord, pendingGraceMs = 30_000): Promise<string[]> {
+    if (!this.backend.shared) return []
+    const marked: string[] = []
+    const staleBefore = new Date(Date.now() - pendingGraceMs).toISOString()
+    for (const { value, rev } of await this.retrying(() => this.backend.list())) {
+      const stalledFetch = value.status === 'pending' && value.source !== '' && value.updated_at < staleBefore
+      if (value.status !== 'downloading' && !stalledFetch) continue
+      const next = { ...mark(structuredClone(value)), id: value.id, updated_at: new Date().toISOString() }
+      // A conflict means someone wrote the record since: it is not orphaned, or the next sweep sees it again.
+      if (await this.retrying(() => this.backend.putIfUnowned(value.id, next, rev))) marked.push(value.id)
+    }
+    return marked
   }
 
   async findBySource(source: string): Promise<ImageRecord | undefined> {
@@ -218,13 +273,45 @@ export class ImageStore {
     return done[done.length - 1]
   }
 
-  private allocVersion(name: string): Promise<number> {
-    // A separate lock namespace so this can nest inside a record's lock.
-    return this.lock.run(`name:${name}`, async () => {
-      const last = (await this.names.get(name))?.last ?? 0
-      const next = last + 1
-      await this.names.put(name, { last: next })
-      return next
+  /**
+   * Compare-and-swap until a write lands. `step` reads and decides: either
+   * `done` alone (nothing to write) or a `write` that may conflict (false),
+   * and a `check` telling whether a write that failed or timed out landed
+   * after all (a timed-out etcd commit may have happened).
+   */
+  private casLoop<T>(step: () => Promise<{ done: T; write?: () => Promise<boolean>; check?: () => Promise<boolean> }>): Promise<T> {
+    return this.retrying(async () => {
+      for (;;) {
+        const s = await step()
+        if (!s.write) return s.done
+        let ok: boolean
+        try {
+          ok = await s.write()
+        } catch (err) {
+          if (!(err instanceof RetryableError)) throw err
+          if (await s.check?.().catch(() => false)) return s.done
+          throw err
+        }
+        if (ok || (await s.check?.())) return s.done
+      }
     })
   }
+
+  /** Run `fn` again while the backend is unavailable, with backoff, for up to the retry budget. */
+  private async retrying<T>(fn: () => Promise<T>): Promise<T> {
+    const until = Date.now() + this.retryBudgetMs
+    for (let delay = 50; ; delay = Math.min(delay * 2, 1_000)) {
+      try {
+        return await fn()
+      } catch (err) {
+        if (!(err instanceof MetadataUnavailableError) || Date.now() + delay > until) throw err
+        await new Promise((r) => setTimeout(r, delay))
+      }
+    }
+  }
+}
+
+/** Equal as stored (JSON): how a writer recognises its own write. */
+function sameRecord(stored: ImageRecord | undefined, mine: ImageRecord): boolean {
+  return stored !== undefined && isDeepStrictEqual(stored, JSON.parse(JSON.stringify(mine)))
 }
