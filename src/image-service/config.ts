@@ -1,6 +1,7 @@
 /** Configuration: flags, then environment (the unit's EnvironmentFile), then defaults; flags win so one setting can be overridden by hand. */
 import { parseArgs } from 'node:util'
 import { createSourcePolicy, splitAllowList } from '../common/address-policy.js'
+import { parseBlobsUrl } from './store/blobs-url.js'
 
 export interface Config {
   /** Native (mistify) API port; 0 picks a free port. */
@@ -25,6 +26,8 @@ export interface Config {
   allowSourceHosts: string[]
   /** false: POST /images (fetch from a URL) is refused; uploads still work. */
   urlSources: boolean
+  /** Where image bytes live: `dir` (under dataDir) or an s3:// URL (store/open-blobs.ts). */
+  blobs: string
 }
 
 export const DEFAULTS: Config = {
@@ -38,6 +41,7 @@ export const DEFAULTS: Config = {
   progressIntervalMs: 5_000,
   allowSourceHosts: [],
   urlSources: true,
+  blobs: 'dir',
 }
 
 export const USAGE = `Usage: mistify-image-service [options]
@@ -52,6 +56,9 @@ export const USAGE = `Usage: mistify-image-service [options]
       --allow-source-hosts <list>  hosts, addresses or CIDRs (comma-separated) URL fetches may reach although
                              loopback, link-local or private (default none; env MISTIFY_IMAGE_SERVICE_ALLOW_SOURCE_HOSTS)
       --url-sources on|off   off refuses fetch-from-URL (POST /images) (default on; env MISTIFY_IMAGE_SERVICE_URL_SOURCES)
+      --blobs <url>          where image bytes live: dir (under --data-dir) or
+                             s3://bucket[/prefix]?endpoint=http://host:port&region=r, with credentials from env
+                             AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (default dir; env MISTIFY_IMAGE_SERVICE_BLOBS)
   -h, --help                 this text
 `
 
@@ -97,6 +104,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Co
         'idle-timeout': { type: 'string' },
         'allow-source-hosts': { type: 'string' },
         'url-sources': { type: 'string' },
+        blobs: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     })
@@ -118,6 +126,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Co
     idleTimeout: pick(f['idle-timeout'], 'IDLE_TIMEOUT'),
     allowSourceHosts: pick(f['allow-source-hosts'], 'ALLOW_SOURCE_HOSTS'),
     urlSources: pick(f['url-sources'], 'URL_SOURCES'),
+    blobs: pick(f.blobs, 'BLOBS'),
   }
   if (v.port !== undefined) c.port = port('--port', v.port)
   if (v.glancePort !== undefined) c.glancePort = port('--glance-port', v.glancePort)
@@ -133,6 +142,10 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Co
   if (v.urlSources !== undefined) {
     if (v.urlSources !== 'on' && v.urlSources !== 'off') throw new UsageError(`--url-sources: on or off, got ${JSON.stringify(v.urlSources)}`)
     c.urlSources = v.urlSources === 'on'
+  }
+  if (v.blobs !== undefined) {
+    try { parseBlobsUrl(v.blobs) } catch (e) { throw new UsageError(`--blobs: ${(e as Error).message}`) }
+    c.blobs = v.blobs
   }
   if (c.dataDir === '') throw new UsageError('--data-dir must not be empty')
   return c

@@ -13,7 +13,10 @@ import { jsonLogger, type Logger } from '../common/log.js'
 import { createApp, type ServiceDeps } from './app.js'
 import type { Config } from './config.js'
 import { Fetcher } from './fetcher.js'
-import { ImageFiles } from './store/files.js'
+import { BlobMetrics, meteredBlobs } from './store/blob-metrics.js'
+import { parseBlobsUrl } from './store/blobs-url.js'
+import { openBlobs } from './store/open-blobs.js'
+import type { BlobStore } from './store/blobs.js'
 import { asPending, withError } from './store/ingest.js'
 import { ImageStore } from './store/store.js'
 
@@ -42,9 +45,9 @@ export async function recover(deps: ServiceDeps): Promise<void> {
       deps.fetcher.start(r.id)
       deps.log.info({ id: r.id, source: r.source }, 'restarting interrupted fetch')
     } else if (r.status === 'downloading') {
-      // An upload: its client is gone, the partial file was dropped by files.init().
+      // An upload: its client is gone, its staged bytes were dropped by blobs.init().
       await deps.store.update(r.id, (x) => withError(x, 'upload interrupted by a service restart'))
-    } else if (r.status === 'complete' && !(await deps.files.open(r.id).then(async (o) => { await o?.handle.close(); return o !== undefined }))) {
+    } else if (r.status === 'complete' && !(await deps.blobs.exists(r.id))) {
       await deps.store.update(r.id, (x) => withError(x, 'image data missing'))
       deps.log.warn({ id: r.id }, 'image data missing')
     }
@@ -104,16 +107,19 @@ export async function startService(cfg: Config, o: StartOptions = {}): Promise<R
   const db: Db = await openDb(join(cfg.dataDir, 'metadata'))
   const listening: Listening[] = []
   let fetcher: Fetcher | undefined
+  let blobs: BlobStore | undefined
   try {
-    const files = new ImageFiles(cfg.dataDir)
-    await files.init()
+    const spec = parseBlobsUrl(cfg.blobs)
+    const metrics = new BlobMetrics()
+    blobs = meteredBlobs(await openBlobs(cfg.blobs, cfg.dataDir), metrics, spec.kind)
+    await blobs.init()
     const store = ImageStore.fromDb(db)
     // Loopback, link-local and private hosts only when allowlisted: the service stores and re-serves what it fetches.
     const sourcePolicy = createSourcePolicy({ allow: cfg.allowSourceHosts })
-    fetcher = new Fetcher({ store, files, log }, {
+    fetcher = new Fetcher({ store, blobs, log }, {
       maxSize: cfg.maxUploadSize, idleTimeoutMs: cfg.fetchTimeoutMs, progressIntervalMs: cfg.progressIntervalMs, policy: sourcePolicy,
     })
-    const deps: ServiceDeps = { store, files, log, fetcher, maxUploadSize: cfg.maxUploadSize, sourcePolicy, urlSources: cfg.urlSources }
+    const deps: ServiceDeps = { store, blobs, metrics, log, fetcher, maxUploadSize: cfg.maxUploadSize, sourcePolicy, urlSources: cfg.urlSources }
     await recover(deps)
     const apps = createApp(deps)
     const native = await listen(apps.native, o.ephemeralPorts ? 0 : cfg.port, cfg.listen, cfg.idleTimeoutMs)
@@ -125,10 +131,11 @@ export async function startService(cfg: Config, o: StartOptions = {}): Promise<R
       nativeUrl: native.url,
       glanceUrl: glance?.url,
       deps,
-      close: () => (closing ??= shutdown(listening, fetcher as Fetcher, db, o.closeGraceMs ?? 5_000)),
+      close: () => (closing ??= shutdown(listening, fetcher as Fetcher, db, o.closeGraceMs ?? 5_000).finally(() => blobs?.close?.())),
     }
   } catch (err) {
     await shutdown(listening, fetcher, db, 0)
+    blobs?.close?.()
     throw err
   }
 }

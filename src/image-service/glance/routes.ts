@@ -6,7 +6,7 @@ import { answerErrors, HttpError } from '../http/errors.js'
 import { isPlainObject, readJson } from '../http/json.js'
 import { createRouter, routed } from '../../common/router.js'
 import { sendImage } from '../http/send-image.js'
-import { IncompleteError, TooLargeError } from '../store/files.js'
+import { IncompleteError, TooLargeError } from '../store/blobs.js'
 import { ImageGoneError, ingest, StaleUploadError } from '../store/ingest.js'
 import { isImageId, type ImageRecord } from '../store/store.js'
 import { listImages } from './list.js'
@@ -17,7 +17,7 @@ import { bad, fail, glanceStatus, toGlance } from './view.js'
 const PATCH_TYPES = ['application/openstack-images-v2.1-json-patch', 'application/openstack-images-v2.0-json-patch']
 
 export function glanceApp(deps: ServiceDeps): Koa.Middleware[] {
-  const { store, files, fetcher } = deps
+  const { store, blobs, fetcher } = deps
   const router = createRouter()
 
   async function requireImage(id: string): Promise<ImageRecord> {
@@ -89,7 +89,7 @@ export function glanceApp(deps: ServiceDeps): Koa.Middleware[] {
     const rec = await requireImage(ctx.params.id ?? '')
     if (rec.glance.protected) throw new HttpError(403, `Image ${rec.id} is protected and cannot be deleted.`)
     fetcher.cancel(rec.id)
-    await store.remove(rec.id, () => files.remove(rec.id))
+    await store.remove(rec.id, () => blobs.remove(rec.id))
     ctx.status = 204
   })
 
@@ -135,7 +135,7 @@ export function glanceApp(deps: ServiceDeps): Koa.Middleware[] {
       ctx.status = 204
       return
     }
-    await sendImage(ctx, files, rec, { fail, headers: { 'Content-MD5': rec.md5 } })
+    await sendImage(ctx, blobs, rec, { fail, headers: { 'Content-MD5': rec.md5 } })
   })
 
   router.put('/v2/images/:id/tags/:tag', async (ctx) => {
