@@ -6,7 +6,7 @@ import { answerErrors, HttpError } from '../http/errors.js'
 import { isPlainObject, readJson } from '../http/json.js'
 import { createRouter, routed } from '../../common/router.js'
 import { sendImage } from '../http/send-image.js'
-import { IncompleteError, TooLargeError } from '../store/blobs.js'
+import { BlobStoreError, IncompleteError, TooLargeError } from '../store/blobs.js'
 import { ImageGoneError, ingest, StaleUploadError } from '../store/ingest.js'
 import { isImageId, type ImageRecord } from '../store/store.js'
 import { listImages } from './list.js'
@@ -123,6 +123,7 @@ export function glanceApp(deps: ServiceDeps): Koa.Middleware[] {
       if (err instanceof IncompleteError) throw bad(err.message)
       if (err instanceof ImageGoneError) throw new HttpError(404, `Image ${rec.id} was deleted during upload`)
       if (err instanceof StaleUploadError) throw new HttpError(409, err.message)
+      if (err instanceof BlobStoreError) { ctx.set('Connection', 'close'); throw new HttpError(503, `blob store unavailable: ${err.message}`) }
       if (!ctx.req.complete) throw bad('upload aborted')
       throw err
     }

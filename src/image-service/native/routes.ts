@@ -5,7 +5,7 @@ import { answerErrors } from '../http/errors.js'
 import { readJson } from '../http/json.js'
 import { createRouter, routed } from '../../common/router.js'
 import { hexToBase64, sendImage } from '../http/send-image.js'
-import { IncompleteError, TooLargeError } from '../store/blobs.js'
+import { BlobStoreError, IncompleteError, TooLargeError } from '../store/blobs.js'
 import { asPending, ImageGoneError, ingest, StaleUploadError } from '../store/ingest.js'
 import { isImageType, type ImageRecord } from '../store/store.js'
 import { createKeyedLock } from '../../common/keyed-lock.js'
@@ -79,6 +79,8 @@ export function nativeApp(deps: ServiceDeps): Koa.Middleware[] {
       if (err instanceof IncompleteError) return jsonMsg(ctx, 400, err.message)
       if (err instanceof ImageGoneError) return httpError(ctx, 404, 'image deleted during upload')
       if (err instanceof StaleUploadError) return jsonMsg(ctx, 409, err.message)
+      // The body may be unread: close rather than drain it.
+      if (err instanceof BlobStoreError) { ctx.set('Connection', 'close'); return jsonMsg(ctx, 503, `blob store unavailable: ${err.message}`) }
       if (!ctx.req.complete) {
         // The client went away; nobody will read an answer.
         deps.log.warn({ id: rec.id }, 'upload aborted')

@@ -79,6 +79,11 @@ export class InvalidIdError extends Error {
   }
 }
 
+/** The store itself failed (unreachable, refused): not the sender's fault; a 503 to clients. */
+export class BlobStoreError extends Error {
+  override name = 'BlobStoreError'
+}
+
 /** Stage and commit at once (no metadata to check in between). */
 export async function writeBlob(blobs: BlobStore, id: string, body: AsyncIterable<Uint8Array>, o: WriteOptions = {}): Promise<StoredData> {
   const staged = await blobs.stage(id, body, o)
@@ -96,24 +101,65 @@ export class Meter {
   private readonly md5 = createHash('md5')
   private readonly sha512 = createHash('sha512')
   size = 0
+  /** Why the body failed (the sender, a limit, the signal), as opposed to the store. */
+  failed: unknown
 
   constructor(private readonly o: WriteOptions) {}
 
   async *pass(body: AsyncIterable<Uint8Array>): AsyncGenerator<Buffer> {
-    for await (const chunk of body) {
-      this.o.signal?.throwIfAborted()
-      const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
-      this.size += buf.length
-      if (this.o.maxSize !== undefined && this.size > this.o.maxSize) throw new TooLargeError(this.o.maxSize)
-      this.sha256.update(buf)
-      this.md5.update(buf)
-      this.sha512.update(buf)
-      yield buf
-      this.o.onProgress?.(this.size)
+    const it = body[Symbol.asyncIterator]()
+    let done = false
+    try {
+      for (;;) {
+        let buf: Buffer
+        // Only what fails while reading the body or checking it is the body's failure; an error
+        // thrown in at the yield (the consumer, e.g. the store, gave up) is not.
+        let r: IteratorResult<Uint8Array>
+        try {
+          r = await it.next()
+        } catch (err) {
+          done = true
+          this.failed ??= err
+          throw err
+        }
+        if (r.done === true) { done = true; return }
+        try {
+          buf = this.take(r.value)
+        } catch (err) {
+          this.failed ??= err
+          throw err
+        }
+        yield buf
+        this.o.onProgress?.(this.size)
+      }
+    } finally {
+      // Stopped early (a check failed, or the consumer gave up): let the body release what it
+      // holds, as for-await would.
+      if (!done) await it.return?.()
     }
   }
 
+  private take(chunk: Uint8Array): Buffer {
+    this.o.signal?.throwIfAborted()
+    const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
+    this.size += buf.length
+    if (this.o.maxSize !== undefined && this.size > this.o.maxSize) throw new TooLargeError(this.o.maxSize)
+    this.sha256.update(buf)
+    this.md5.update(buf)
+    this.sha512.update(buf)
+    return buf
+  }
+
   finish(): StoredData {
+    try {
+      return this.checkedEnd()
+    } catch (err) {
+      this.failed ??= err
+      throw err
+    }
+  }
+
+  private checkedEnd(): StoredData {
     this.o.signal?.throwIfAborted()
     if (this.o.isComplete && !this.o.isComplete()) throw new IncompleteError('upload ended before all data arrived')
     if (this.o.expectedSize !== undefined && this.o.expectedSize >= 0 && this.size !== this.o.expectedSize) {

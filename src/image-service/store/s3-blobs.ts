@@ -12,7 +12,7 @@ import {
   ListObjectsV2Command, S3Client, S3ServiceException, UploadPartCopyCommand,
 } from '@aws-sdk/client-s3'
 import { Upload } from '@aws-sdk/lib-storage'
-import { InvalidIdError, Meter, writeBlob, type BlobStore, type OpenedBlob, type Staged, type StoredData, type WriteOptions } from './blobs.js'
+import { BlobStoreError, InvalidIdError, Meter, writeBlob, type BlobStore, type OpenedBlob, type Staged, type StoredData, type WriteOptions } from './blobs.js'
 import { isImageId } from './store.js'
 
 const MiB = 1024 ** 2
@@ -38,10 +38,6 @@ export interface S3BlobsOptions {
   staleTmpMs?: number
   /** Create the bucket in init() when it does not exist. */
   createBucket?: boolean
-}
-
-export class BlobStoreError extends Error {
-  override name = 'BlobStoreError'
 }
 
 export class S3Blobs implements BlobStore {
@@ -120,10 +116,11 @@ export class S3Blobs implements BlobStore {
     const onAbort = (): void => abort.abort()
     o.signal?.addEventListener('abort', onAbort, { once: true })
     let data: StoredData
+    const source = Readable.from(meter.pass(body), { objectMode: false })
     try {
       const upload = new Upload({
         client: this.client,
-        params: { Bucket: this.bucket, Key: tmp, Body: Readable.from(meter.pass(body), { objectMode: false }), ContentType: 'application/octet-stream' },
+        params: { Bucket: this.bucket, Key: tmp, Body: source, ContentType: 'application/octet-stream' },
         partSize,
         queueSize: this.o.queueSize ?? 2,
         leavePartsOnError: false,
@@ -138,10 +135,14 @@ export class S3Blobs implements BlobStore {
       }
     } catch (err) {
       // Nothing under the final key was touched; drop what may exist under the temporary one.
+      // The SDK may stop reading without closing the body: end it, and with it the sender's stream.
+      source.destroy()
       await this.deleteKey(tmp).catch(() => {})
-      // The SDK's own "Upload aborted." hides why: the caller's reason (cancel, client gone) is the story.
+      // The SDK's own errors ("Upload aborted.") hide why: the body's failure (the sender, a
+      // limit) or the caller's reason (cancel) is the story; anything else is the store's.
+      if (meter.failed !== undefined) throw meter.failed
       if (o.signal?.aborted) throw o.signal.reason
-      throw err instanceof S3ServiceException ? wrap(err, `upload to ${tmp}`) : err
+      throw wrap(err, `upload to ${tmp}`)
     } finally {
       o.signal?.removeEventListener('abort', onAbort)
     }
