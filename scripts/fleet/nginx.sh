@@ -31,11 +31,20 @@ up() {
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
   mkdir -p "$dir/cache" "$dir/tmp" "$dir/logs"
+  # Run as root, nginx's workers drop to nobody: they must reach DIR (which may sit in a private
+  # temporary directory) and write the cache and temp files.
+  local user_line=''
+  if [ "$(id -u)" = 0 ]; then
+    user_line="user nobody $(id -gn nobody);"
+    chown -R nobody "$dir/cache" "$dir/tmp"
+    chmod o+x "$dir" "$(dirname "$dir")"
+  fi
   local servers='' u
   for u in "$@"; do servers+="    server $u max_fails=0;"$'\n'; done
   cat >"$dir/nginx.conf" <<EOF
 daemon off;
 master_process on;
+$user_line
 worker_processes 1;
 pid $dir/nginx.pid;
 error_log $dir/logs/error.log warn;
