@@ -23,7 +23,8 @@ alive() {
 
 install() {
   local need=()
-  for p in ceph-mon ceph-osd radosgw ceph-common; do
+  # curl: up and start-rgw poll the S3 port with it.
+  for p in ceph-mon ceph-osd radosgw ceph-common curl; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
   done
   [ ${#need[@]} -eq 0 ] && return 0

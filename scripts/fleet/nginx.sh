@@ -15,11 +15,15 @@ alive() {
 }
 
 install() {
-  command -v nginx >/dev/null && return 0
-  [ "$(id -u)" = 0 ] || die "please install: nginx-light"
-  echo "nginx.sh: installing nginx-light" >&2
+  local need=()
+  command -v nginx >/dev/null || need+=(nginx-light)
+  # curl: up polls the port with it.
+  command -v curl >/dev/null || need+=(curl)
+  [ ${#need[@]} -eq 0 ] && return 0
+  [ "$(id -u)" = 0 ] || die "please install: ${need[*]}"
+  echo "nginx.sh: installing ${need[*]}" >&2
   apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
 }
 
 up() {

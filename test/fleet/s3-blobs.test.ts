@@ -63,6 +63,13 @@ t.test('stage is invisible until commit; digests; ranged reads; remove', async (
   await s.remove(ID)
   t.equal(await s.open(ID), undefined, 'removed; removing twice is fine')
   t.same(await keys(s), [])
+
+  const empty = await s.stage(OTHER, Readable.from([]))
+  await empty.commit()
+  await empty.commit()
+  await empty.discard()
+  t.equal(empty.data.size, 0)
+  t.equal((await s.open(OTHER))?.size, 0, 'an empty image; commit twice is one commit, discard after it a no-op')
 })
 
 t.test('discard and every refusal leave nothing behind', async (t) => {

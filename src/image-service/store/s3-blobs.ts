@@ -147,17 +147,21 @@ export class S3Blobs implements BlobStore {
       o.signal?.removeEventListener('abort', onAbort)
     }
     const size = data.size
+    // Idempotent: a metadata store that retries its update callback may call commit twice.
+    let committed = false
     return {
       data,
       commit: async () => {
+        if (committed) return
         try {
           await this.copy(tmp, final, size)
         } catch (err) {
           throw wrap(err, `commit ${tmp} → ${final}`)
         }
+        committed = true
         await this.deleteKey(tmp).catch(() => {})
       },
-      discard: () => this.deleteKey(tmp),
+      discard: async () => { if (!committed) await this.deleteKey(tmp) },
     }
   }
 
