@@ -6,7 +6,7 @@
  */
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
@@ -43,9 +43,10 @@ export async function startCeph(t: TestContext): Promise<Ceph> {
   const reuse = process.env.S3_ENDPOINT !== undefined && process.env.AWS_ACCESS_KEY_ID !== undefined && process.env.AWS_SECRET_ACCESS_KEY !== undefined
   if (!reuse) {
     await sh('ceph.sh', ['install'], 300_000)
-    dir = join(mkdtempSync(join(tmpdir(), 'fleet-ceph-')), 'c')
+    const parent = mkdtempSync(join(tmpdir(), 'fleet-ceph-'))
+    dir = join(parent, 'c')
     const stateDir = dir
-    t.teardown(() => sh('ceph.sh', ['down', stateDir]).then(() => {}))
+    t.teardown(() => sh('ceph.sh', ['down', stateDir]).then(() => rmSync(parent, { recursive: true, force: true })))
     const out = await sh('ceph.sh', ['up', dir])
     for (const line of out.split('\n')) {
       const m = /^([A-Z0-9_]+)=(.*)$/.exec(line.trim())
@@ -72,9 +73,10 @@ export interface Nginx {
 /** nginx caching in front of `upstreams` (host:port), torn down in teardown. */
 export async function startNginx(t: TestContext, upstreams: string[]): Promise<Nginx> {
   await sh('nginx.sh', ['install'], 120_000)
-  const dir = join(mkdtempSync(join(tmpdir(), 'fleet-nginx-')), 'n')
+  const parent = mkdtempSync(join(tmpdir(), 'fleet-nginx-'))
+  const dir = join(parent, 'n')
   const port = await freePort()
-  t.teardown(() => sh('nginx.sh', ['down', dir]).then(() => {}))
+  t.teardown(() => sh('nginx.sh', ['down', dir]).then(() => rmSync(parent, { recursive: true, force: true })))
   await sh('nginx.sh', ['up', dir, String(port), ...upstreams])
   return { url: `http://127.0.0.1:${port}` }
 }
