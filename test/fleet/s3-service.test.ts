@@ -73,6 +73,28 @@ t.test('download and /blobs/sha256/<hex>: headers, Range, HEAD, 304, refusals', 
   t.match(metrics, /image_service_blob_read_bytes_total\{backend="s3"\} \d+/, 'bytes read counted per backend')
 })
 
+t.test('Glance upload, download and delete over S3', async (t) => {
+  const { glance, bucket } = await service(t)
+  const data = await collect(bytes(1 * MiB + 1, 64 * 1024, 8))
+  const created = await getJson(`${glance}/v2/images`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ disk_format: 'raw', container_format: 'bare', name: 'g' }),
+  })
+  t.equal(created.status, 201)
+  const id = created.body.id as string
+  const put = await fetch(`${glance}/v2/images/${id}/file`, { method: 'PUT', headers: { 'content-type': 'application/octet-stream' }, body: data as NonNullable<RequestInit['body']> })
+  t.equal(put.status, 204)
+  const got = await getJson(`${glance}/v2/images/${id}`)
+  t.equal(got.body.status, 'active')
+  t.equal(got.body.checksum, createHash('md5').update(data).digest('hex'))
+  const dl = await fetch(`${glance}/v2/images/${id}/file`, { headers: { range: 'bytes=5-9' } })
+  t.equal(dl.status, 206)
+  t.same(Buffer.from(await dl.arrayBuffer()), data.subarray(5, 10))
+  t.equal((await fetch(`${glance}/v2/images/${id}`, { method: 'DELETE' })).status, 204)
+  const s3 = new S3Blobs({ bucket, prefix: 'svc/', endpoint: ceph.endpoint })
+  t.teardown(() => s3.close())
+  t.equal(await s3.exists(id), false, 'the object went with the image')
+})
+
 t.test('a complete record whose object was deleted from the bucket: a clear error, never a truncated 200', async (t) => {
   const { native, bucket } = await service(t)
   const data = await collect(bytes(300 * 1024, 64 * 1024, 6))
