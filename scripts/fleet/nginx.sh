@@ -23,7 +23,11 @@ install() {
   [ "$(id -u)" = 0 ] || die "please install: ${need[*]}"
   echo "nginx.sh: installing ${need[*]}" >&2
   apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
+  # Debian's maintainer scripts would start the daemons as services: the tests start their own.
+  local added=''
+  [ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; added=1; }
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 "${need[@]}" >&2
+  [ -z "$added" ] || rm -f /usr/sbin/policy-rc.d
 }
 
 up() {
