@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util'
 import { createSourcePolicy, splitAllowList } from '../common/address-policy.js'
 import { parseMetadataUrl } from './store/open-records.js'
+import { parseBlobsUrl } from './store/blobs-url.js'
 
 export interface Config {
   /** Native (mistify) API port; 0 picks a free port. */
@@ -30,6 +31,8 @@ export interface Config {
   metadata: string
   /** etcd only: TTL of a replica's transfer lease (s); a dead replica's uploads are marked `error` this long after it died. */
   metadataLeaseTtlS: number
+  /** Where image bytes live: `dir` (under dataDir) or an s3:// URL (store/open-blobs.ts). */
+  blobs: string
 }
 
 export const DEFAULTS: Config = {
@@ -45,6 +48,7 @@ export const DEFAULTS: Config = {
   urlSources: true,
   metadata: 'level',
   metadataLeaseTtlS: 5,
+  blobs: 'dir',
 }
 
 export const USAGE = `Usage: mistify-image-service [options]
@@ -64,6 +68,9 @@ export const USAGE = `Usage: mistify-image-service [options]
                              (env MISTIFY_IMAGE_SERVICE_METADATA)
       --metadata-lease-ttl <s>  etcd: a dead replica's transfers are marked error after this long (default 5;
                              env MISTIFY_IMAGE_SERVICE_METADATA_LEASE_TTL)
+      --blobs <url>          where image bytes live: dir (under --data-dir) or
+                             s3://bucket[/prefix]?endpoint=http://host:port&region=r, with credentials from env
+                             AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (default dir; env MISTIFY_IMAGE_SERVICE_BLOBS)
   -h, --help                 this text
 `
 
@@ -111,6 +118,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Co
         'url-sources': { type: 'string' },
         metadata: { type: 'string' },
         'metadata-lease-ttl': { type: 'string' },
+        blobs: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     })
@@ -134,6 +142,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Co
     urlSources: pick(f['url-sources'], 'URL_SOURCES'),
     metadata: pick(f.metadata, 'METADATA'),
     leaseTtl: pick(f['metadata-lease-ttl'], 'METADATA_LEASE_TTL'),
+    blobs: pick(f.blobs, 'BLOBS'),
   }
   if (v.port !== undefined) c.port = port('--port', v.port)
   if (v.glancePort !== undefined) c.glancePort = port('--glance-port', v.glancePort)
@@ -157,6 +166,10 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Co
   if (v.leaseTtl !== undefined) {
     if (!/^\d+$/.test(v.leaseTtl) || Number(v.leaseTtl) < 1) throw new UsageError(`--metadata-lease-ttl: whole seconds, at least 1, got ${JSON.stringify(v.leaseTtl)}`)
     c.metadataLeaseTtlS = Number(v.leaseTtl)
+  }
+  if (v.blobs !== undefined) {
+    try { parseBlobsUrl(v.blobs) } catch (e) { throw new UsageError(`--blobs: ${(e as Error).message}`) }
+    c.blobs = v.blobs
   }
   if (c.dataDir === '') throw new UsageError('--data-dir must not be empty')
   return c

@@ -23,6 +23,7 @@ async function main(): Promise<number> {
   log.info({ url: svc.nativeUrl }, `native API listening on ${svc.nativeUrl}`)
   if (svc.glanceUrl) log.info({ url: svc.glanceUrl }, `glance API listening on ${svc.glanceUrl}`)
   log.info({ dir: cfg.dataDir }, 'data directory')
+  log.info({ blobs: svc.deps.blobs.where }, 'blob store')
   await new Promise<void>((resolve) => {
     const stop = (sig: string): void => {
       log.info({ signal: sig }, 'shutting down')

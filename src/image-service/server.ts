@@ -11,7 +11,10 @@ import { jsonLogger, type Logger } from '../common/log.js'
 import { createApp, type ServiceDeps } from './app.js'
 import type { Config } from './config.js'
 import { Fetcher } from './fetcher.js'
-import { ImageFiles } from './store/files.js'
+import { BlobMetrics, meteredBlobs } from './store/blob-metrics.js'
+import { parseBlobsUrl } from './store/blobs-url.js'
+import { openBlobs } from './store/open-blobs.js'
+import type { BlobStore } from './store/blobs.js'
 import { asPending, withError } from './store/ingest.js'
 import { ImageStore } from './store/store.js'
 import { openRecords } from './store/open-records.js'
@@ -42,9 +45,9 @@ export async function recover(deps: ServiceDeps): Promise<void> {
       deps.fetcher.start(r.id)
       deps.log.info({ id: r.id, source: r.source }, 'restarting interrupted fetch')
     } else if (r.status === 'downloading') {
-      // An upload: its client is gone, the partial file was dropped by files.init().
+      // An upload: its client is gone, its staged bytes were dropped by blobs.init().
       await deps.store.update(r.id, (x) => withError(x, 'upload interrupted by a service restart'))
-    } else if (r.status === 'complete' && !(await deps.files.open(r.id).then(async (o) => { await o?.handle.close(); return o !== undefined }))) {
+    } else if (r.status === 'complete' && !(await deps.blobs.exists(r.id))) {
       await deps.store.update(r.id, (x) => withError(x, 'image data missing'))
       deps.log.warn({ id: r.id }, 'image data missing')
     }
@@ -105,23 +108,21 @@ export async function startService(cfg: Config, o: StartOptions = {}): Promise<R
   const listening: Listening[] = []
   let fetcher: Fetcher | undefined
   let sweeper: NodeJS.Timeout | undefined
+  let blobs: BlobStore | undefined
   try {
-    const files = new ImageFiles(cfg.dataDir)
-    if (db.shared) {
-      // Replicas may share the data directory: files.init() would delete another
-      // replica's uploads in progress from tmp/. Only create the directories.
-      await mkdir(files.imagesDir, { recursive: true, mode: 0o750 })
-      await mkdir(files.tmpDir, { recursive: true, mode: 0o750 })
-    } else {
-      await files.init()
-    }
+    const spec = parseBlobsUrl(cfg.blobs)
+    const metrics = new BlobMetrics()
+    blobs = meteredBlobs(await openBlobs(cfg.blobs, cfg.dataDir), metrics, spec.kind)
+    // Replicas sharing the records may share the blob store: init must not drop
+    // another replica's uploads in progress.
+    await blobs.init({ shared: db.shared })
     const store = new ImageStore(db)
     // Loopback, link-local and private hosts only when allowlisted: the service stores and re-serves what it fetches.
     const sourcePolicy = createSourcePolicy({ allow: cfg.allowSourceHosts })
-    fetcher = new Fetcher({ store, files, log }, {
+    fetcher = new Fetcher({ store, blobs, log }, {
       maxSize: cfg.maxUploadSize, idleTimeoutMs: cfg.fetchTimeoutMs, progressIntervalMs: cfg.progressIntervalMs, policy: sourcePolicy,
     })
-    const deps: ServiceDeps = { store, files, log, fetcher, maxUploadSize: cfg.maxUploadSize, sourcePolicy, urlSources: cfg.urlSources }
+    const deps: ServiceDeps = { store, blobs, metrics, log, fetcher, maxUploadSize: cfg.maxUploadSize, sourcePolicy, urlSources: cfg.urlSources }
     if (db.shared) {
       // Other replicas' transfers may be live: a dead replica's are found by their expired lease instead.
       let sweeping = false
@@ -148,11 +149,12 @@ export async function startService(cfg: Config, o: StartOptions = {}): Promise<R
       nativeUrl: native.url,
       glanceUrl: glance?.url,
       deps,
-      close: () => (closing ??= (clearInterval(sweeper), shutdown(listening, fetcher as Fetcher, db, o.closeGraceMs ?? 5_000))),
+      close: () => (closing ??= (clearInterval(sweeper), shutdown(listening, fetcher as Fetcher, db, o.closeGraceMs ?? 5_000).finally(() => blobs?.close?.()))),
     }
   } catch (err) {
     clearInterval(sweeper)
     await shutdown(listening, fetcher, db, 0)
+    blobs?.close?.()
     throw err
   }
 }

@@ -6,9 +6,10 @@ import { answerErrors, HttpError } from '../http/errors.js'
 import { isPlainObject, readJson } from '../http/json.js'
 import { createRouter, routed } from '../../common/router.js'
 import { sendImage } from '../http/send-image.js'
-import { IncompleteError, TooLargeError } from '../store/files.js'
+import { BlobStoreError, IncompleteError, TooLargeError } from '../store/blobs.js'
 import { ImageGoneError, ingest, StaleUploadError } from '../store/ingest.js'
 import { isImageId, type ImageRecord } from '../store/store.js'
+import { RetryableError } from '../store/records.js'
 import { listImages } from './list.js'
 import { applyPatch, newEditable, setProp, typeFor } from './properties.js'
 import { imageSchema, imagesSchema } from './schema.js'
@@ -17,7 +18,7 @@ import { bad, fail, glanceStatus, toGlance } from './view.js'
 const PATCH_TYPES = ['application/openstack-images-v2.1-json-patch', 'application/openstack-images-v2.0-json-patch']
 
 export function glanceApp(deps: ServiceDeps): Koa.Middleware[] {
-  const { store, files, fetcher } = deps
+  const { store, blobs, fetcher } = deps
   const router = createRouter()
 
   async function requireImage(id: string): Promise<ImageRecord> {
@@ -89,7 +90,7 @@ export function glanceApp(deps: ServiceDeps): Koa.Middleware[] {
     const rec = await requireImage(ctx.params.id ?? '')
     if (rec.glance.protected) throw new HttpError(403, `Image ${rec.id} is protected and cannot be deleted.`)
     fetcher.cancel(rec.id)
-    await store.remove(rec.id, () => files.remove(rec.id))
+    await store.remove(rec.id, () => blobs.remove(rec.id))
     ctx.status = 204
   })
 
@@ -123,6 +124,8 @@ export function glanceApp(deps: ServiceDeps): Koa.Middleware[] {
       if (err instanceof IncompleteError) throw bad(err.message)
       if (err instanceof ImageGoneError) throw new HttpError(404, `Image ${rec.id} was deleted during upload`)
       if (err instanceof StaleUploadError) throw new HttpError(409, err.message)
+      if (err instanceof BlobStoreError) { ctx.set('Connection', 'close'); throw new HttpError(503, `blob store unavailable: ${err.message}`) }
+      if (err instanceof RetryableError) { ctx.set('Connection', 'close'); throw err }
       if (!ctx.req.complete) throw bad('upload aborted')
       throw err
     }
@@ -135,7 +138,7 @@ export function glanceApp(deps: ServiceDeps): Koa.Middleware[] {
       ctx.status = 204
       return
     }
-    await sendImage(ctx, files, rec, { fail, headers: { 'Content-MD5': rec.md5 } })
+    await sendImage(ctx, blobs, rec, { fail, headers: { 'Content-MD5': rec.md5 } })
   })
 
   router.put('/v2/images/:id/tags/:tag', async (ctx) => {

@@ -1,6 +1,6 @@
 /** Streaming an image's bytes: ETag / If-None-Match, one Range, If-Range. */
 import type Koa from 'koa'
-import type { ImageFiles } from '../store/files.js'
+import type { BlobStore } from '../store/blobs.js'
 import type { ImageRecord } from '../store/store.js'
 import { HttpError, type Fail } from './errors.js'
 import { etagMatches, parseRange } from './conditional.js'
@@ -13,10 +13,11 @@ export interface SendOptions {
 }
 
 /**
- * Answer a complete image: 304 when If-None-Match matches, else 200, 206 or 416. The file is
- * opened before a status is chosen, so a missing file is an error, not an empty 200.
+ * Answer a complete image: 304 when If-None-Match matches, else 200, 206 or 416. The blob is
+ * opened, and its bytes requested, before a status is chosen: a missing blob or an unreachable
+ * store is an error status with a message, never an empty or truncated 200.
  */
-export async function sendImage(ctx: Koa.Context, files: ImageFiles, rec: ImageRecord, o: SendOptions): Promise<void> {
+export async function sendImage(ctx: Koa.Context, blobs: BlobStore, rec: ImageRecord, o: SendOptions): Promise<void> {
   const etag = `"${rec.sha256}"`
   const common: Record<string, string> = {
     'Accept-Ranges': 'bytes',
@@ -29,24 +30,23 @@ export async function sendImage(ctx: Koa.Context, files: ImageFiles, rec: ImageR
     ctx.status = 304
     return
   }
-  const opened = await files.open(rec.id)
-  if (!opened) {
-    o.fail(ctx, 404, 'image data missing')
-    return
-  }
-  const { handle, size } = opened
+  const opened = await storeCall(() => blobs.open(rec.id))
+  if (!opened) throw new HttpError(500, `image ${rec.id} is complete but its data is missing from the blob store`)
+  let streamed = false
   try {
+    const { size } = opened
     if (size !== rec.size) throw new HttpError(500, `stored data is ${size} bytes, metadata says ${rec.size}`)
     const ifRange = ctx.get('if-range')
     const range = ifRange !== '' && ifRange !== etag ? { kind: 'full' as const } : parseRange(ctx.get('range') || undefined, size)
     if (range.kind === 'unsatisfiable') {
-      await handle.close()
       ctx.set(common)
       ctx.set('Content-Range', `bytes */${size}`)
       o.fail(ctx, 416, 'range not satisfiable')
       return
     }
     const [start, end] = range.kind === 'partial' ? [range.start, range.end] : [0, size - 1]
+    // HEAD needs no bytes: the store is not asked for them (for S3 that would be a GET).
+    const stream = size === 0 || ctx.method === 'HEAD' ? undefined : await storeCall(() => { streamed = true; return opened.stream(start, end) })
     ctx.set(common)
     ctx.type = 'application/octet-stream'
     if (range.kind === 'partial') {
@@ -56,20 +56,30 @@ export async function sendImage(ctx: Koa.Context, files: ImageFiles, rec: ImageR
       ctx.status = 200
     }
     if (size === 0) {
-      await handle.close()
       ctx.body = Buffer.alloc(0)
       return
     }
-    // For HEAD, Koa sends the headers only and destroys the stream (closing the handle).
-    const stream = handle.createReadStream({ start, end })
+    if (!stream) {
+      ctx.length = end - start + 1
+      return
+    }
     // A read error after the headers went out cannot become a status: cut the
     // connection so the client sees a short body against Content-Length.
     stream.on('error', () => ctx.res.destroy())
     ctx.body = stream
     ctx.length = end - start + 1
+  } finally {
+    if (!streamed) await opened.close().catch(() => {})
+  }
+}
+
+/** A store that cannot be reached (or refuses) is a 503 with its reason, not a bare 500. */
+async function storeCall<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn()
   } catch (err) {
-    await handle.close().catch(() => {})
-    throw err
+    if (err instanceof HttpError) throw err
+    throw new HttpError(503, `blob store unavailable: ${err instanceof Error ? err.message : String(err)}`)
   }
 }
 

@@ -5,15 +5,16 @@ import { answerErrors } from '../http/errors.js'
 import { readJson } from '../http/json.js'
 import { createRouter, routed } from '../../common/router.js'
 import { hexToBase64, sendImage } from '../http/send-image.js'
-import { IncompleteError, TooLargeError } from '../store/files.js'
+import { BlobStoreError, IncompleteError, TooLargeError } from '../store/blobs.js'
 import { asPending, ImageGoneError, ingest, StaleUploadError } from '../store/ingest.js'
 import { isImageType, type ImageRecord } from '../store/store.js'
+import { RetryableError } from '../store/records.js'
 import { createKeyedLock } from '../../common/keyed-lock.js'
 import { parseFetchRequest, parseUploadHeaders } from './validation.js'
 import { fail, httpError, jsonMsg, toNative } from './view.js'
 
 export function nativeApp(deps: ServiceDeps): Koa.Middleware[] {
-  const { store, files, fetcher } = deps
+  const { store, blobs, fetcher } = deps
   // POST's find-or-create by source must not race itself.
   const postLock = createKeyedLock()
   const router = createRouter()
@@ -32,7 +33,7 @@ export function nativeApp(deps: ServiceDeps): Koa.Middleware[] {
       return
     }
     const b64 = hexToBase64(rec.sha256)
-    await sendImage(ctx, files, rec, {
+    await sendImage(ctx, blobs, rec, {
       fail,
       headers: {
         'X-Image-Id': rec.id,
@@ -79,6 +80,10 @@ export function nativeApp(deps: ServiceDeps): Koa.Middleware[] {
       if (err instanceof IncompleteError) return jsonMsg(ctx, 400, err.message)
       if (err instanceof ImageGoneError) return httpError(ctx, 404, 'image deleted during upload')
       if (err instanceof StaleUploadError) return jsonMsg(ctx, 409, err.message)
+      // The body may be unread: close rather than drain it.
+      if (err instanceof BlobStoreError) { ctx.set('Connection', 'close'); return jsonMsg(ctx, 503, `blob store unavailable: ${err.message}`) }
+      // Metadata unavailable (etcd election): a retry will do; the body may be unread.
+      if (err instanceof RetryableError) { ctx.set('Connection', 'close'); throw err }
       if (!ctx.req.complete) {
         // The client went away; nobody will read an answer.
         deps.log.warn({ id: rec.id }, 'upload aborted')
@@ -136,7 +141,7 @@ export function nativeApp(deps: ServiceDeps): Koa.Middleware[] {
     if (!rec) return
     if (rec.glance.protected) return jsonMsg(ctx, 403, 'image is protected')
     fetcher.cancel(rec.id)
-    const gone = await store.remove(rec.id, () => files.remove(rec.id))
+    const gone = await store.remove(rec.id, () => blobs.remove(rec.id))
     if (!gone) return notFound(ctx)
     ctx.body = toNative(gone)
   })
@@ -144,6 +149,36 @@ export function nativeApp(deps: ServiceDeps): Koa.Middleware[] {
   router.get('/images/:id/download', async (ctx) => {
     const rec = await requireImage(ctx, ctx.params.id ?? '')
     if (rec) await download(ctx, rec)
+  })
+
+  // Content-addressed and immutable: the same URL always names the same bytes, so any cache
+  // (nginx in front of replicas, a client) may keep the answer for good.
+  router.get('/blobs/sha256/:hex', async (ctx) => {
+    const hex = ctx.params.hex ?? ''
+    if (!/^[0-9a-fA-F]{64}$/.test(hex)) return jsonMsg(ctx, 400, 'not a sha256: 64 hex digits expected')
+    const sha256 = hex.toLowerCase()
+    const candidates = (await store.list()).filter((r) => r.status === 'complete' && r.sha256 === sha256)
+    if (candidates.length === 0) return httpError(ctx, 404, 'no complete image with that sha256')
+    // Any record with these bytes will do; prefer one whose blob is there.
+    let rec = candidates[0] as ImageRecord
+    for (const c of candidates) {
+      if (await blobs.exists(c.id).catch(() => false)) { rec = c; break }
+    }
+    await sendImage(ctx, blobs, rec, {
+      fail,
+      headers: {
+        'Cache-Control': 'public, max-age=31536000, immutable',
+        'X-Image-Sha256': sha256,
+        Digest: `sha-256=${hexToBase64(sha256)}`,
+        'Repr-Digest': `sha-256=:${hexToBase64(sha256)}:`,
+      },
+    })
+  })
+
+  router.get('/metrics', async (ctx) => {
+    if (!deps.metrics) return httpError(ctx, 404, 'no metrics in this service')
+    ctx.type = deps.metrics.registry.contentType
+    ctx.body = await deps.metrics.registry.metrics()
   })
 
   // The original's StrictSlash: a trailing slash redirects GET/HEAD and is dropped for the rest.

@@ -1,57 +1,17 @@
 /**
- * The blob seam: `<dataDir>/images/<id>`, written via `<dataDir>/tmp/` + fsync + rename, so no
- * image name ever holds a truncated file; digests are computed as the bytes stream past.
+ * The directory blob store (the default): `<dataDir>/images/<id>`, written via `<dataDir>/tmp/` +
+ * fsync + rename, so no image name ever holds a truncated file; digests are computed as the bytes
+ * stream past.
  */
-import { createHash, randomBytes } from 'node:crypto'
-import { mkdir, open, readdir, rename, rm, type FileHandle } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
+import { InvalidIdError, Meter, writeBlob, type BlobStore, type OpenedBlob, type Staged, type StoredData, type WriteOptions } from './blobs.js'
 import { isImageId } from './store.js'
 
-export interface StoredData {
-  size: number
-  sha256: string
-  md5: string
-  sha512: string
-}
+export { IncompleteError, InvalidIdError, TooLargeError, type Staged, type StoredData, type WriteOptions } from './blobs.js'
 
-/** Bytes stored in a temporary file, waiting for `commit` (rename into place) or `discard`. */
-export interface Staged {
-  data: StoredData
-  commit(): Promise<void>
-  discard(): Promise<void>
-}
-
-export interface WriteOptions {
-  /** Fail with TooLargeError once more than this many bytes arrive. */
-  maxSize?: number
-  /** Bytes the sender announced (-1 = unknown); a different count fails with IncompleteError. */
-  expectedSize?: number
-  /** Called after every chunk with the bytes written so far. */
-  onProgress?: (size: number) => void
-  /** Checked at the end: false means the sender went away (e.g. a client abort). */
-  isComplete?: () => boolean
-  signal?: AbortSignal
-}
-
-export class TooLargeError extends Error {
-  override name = 'TooLargeError'
-  constructor(readonly limit: number) {
-    super(`image exceeds the maximum size of ${limit} bytes`)
-  }
-}
-
-export class IncompleteError extends Error {
-  override name = 'IncompleteError'
-}
-
-export class InvalidIdError extends Error {
-  override name = 'InvalidIdError'
-  constructor(id: string) {
-    super(`invalid image id ${JSON.stringify(id)}`)
-  }
-}
-
-export class ImageFiles {
+export class ImageFiles implements BlobStore {
   readonly imagesDir: string
   readonly tmpDir: string
 
@@ -60,11 +20,27 @@ export class ImageFiles {
     this.tmpDir = join(dataDir, 'tmp')
   }
 
-  /** Create the directories and drop partial files a previous run left behind. */
-  async init(): Promise<void> {
+  get where(): string {
+    return `dir ${this.imagesDir}`
+  }
+
+  /**
+   * Create the directories and drop partial files a previous run left behind.
+   * Shared by replicas (`shared`), a younger partial file may be another
+   * replica's upload in progress: only those untouched for an hour go.
+   */
+  async init(o: { shared?: boolean } = {}): Promise<void> {
     await mkdir(this.imagesDir, { recursive: true, mode: 0o750 })
     await mkdir(this.tmpDir, { recursive: true, mode: 0o750 })
-    for (const f of await readdir(this.tmpDir)) await rm(join(this.tmpDir, f), { force: true, recursive: true })
+    const cutoff = Date.now() - 3600_000
+    for (const f of await readdir(this.tmpDir)) {
+      const path = join(this.tmpDir, f)
+      if (o.shared) {
+        const st = await stat(path).catch(() => undefined)
+        if (st && st.mtimeMs >= cutoff) continue
+      }
+      await rm(path, { force: true, recursive: true })
+    }
   }
 
   /** The id is checked before it becomes part of a path: no `..`, no `/`, no empty id. */
@@ -74,10 +50,8 @@ export class ImageFiles {
   }
 
   /** Store the bytes and put them in place under the id's name. */
-  async write(id: string, body: AsyncIterable<Uint8Array>, o: WriteOptions = {}): Promise<StoredData> {
-    const staged = await this.stage(id, body, o)
-    await staged.commit()
-    return staged.data
+  write(id: string, body: AsyncIterable<Uint8Array>, o: WriteOptions = {}): Promise<StoredData> {
+    return writeBlob(this, id, body, o)
   }
 
   /**
@@ -89,31 +63,15 @@ export class ImageFiles {
   async stage(id: string, body: AsyncIterable<Uint8Array>, o: WriteOptions = {}): Promise<Staged> {
     const final = this.pathOf(id)
     const tmp = join(this.tmpDir, `${id.toLowerCase()}.${randomBytes(6).toString('hex')}.part`)
-    const hashes = { sha256: createHash('sha256'), md5: createHash('md5'), sha512: createHash('sha512') }
+    const meter = new Meter(o)
     const fh = await open(tmp, 'wx', 0o644)
     let closed = false
-    let size = 0
     try {
-      for await (const chunk of body) {
-        o.signal?.throwIfAborted()
-        const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
-        size += buf.length
-        if (o.maxSize !== undefined && size > o.maxSize) throw new TooLargeError(o.maxSize)
-        hashes.sha256.update(buf)
-        hashes.md5.update(buf)
-        hashes.sha512.update(buf)
-        await writeAll(fh, buf)
-        o.onProgress?.(size)
-      }
-      o.signal?.throwIfAborted()
-      if (o.isComplete && !o.isComplete()) throw new IncompleteError('upload ended before all data arrived')
-      if (o.expectedSize !== undefined && o.expectedSize >= 0 && size !== o.expectedSize) {
-        throw new IncompleteError(`received ${size} bytes, expected ${o.expectedSize}`)
-      }
+      for await (const buf of meter.pass(body)) await writeAll(fh, buf)
+      const data = meter.finish()
       await fh.sync()
       closed = true
       await fh.close()
-      const data = { size, sha256: hashes.sha256.digest('hex'), md5: hashes.md5.digest('hex'), sha512: hashes.sha512.digest('hex') }
       return {
         data,
         commit: async () => {
@@ -130,19 +88,51 @@ export class ImageFiles {
   }
 
   /** Open the stored data for reading; undefined when there is no file. */
-  async open(id: string): Promise<{ handle: FileHandle; size: number } | undefined> {
+  async open(id: string): Promise<OpenedBlob | undefined> {
+    let handle: FileHandle
     try {
-      const handle = await open(this.pathOf(id), 'r')
-      try {
-        return { handle, size: (await handle.stat()).size }
-      } catch (err) {
-        await handle.close()
-        throw err
-      }
+      handle = await open(this.pathOf(id), 'r')
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
       throw err
     }
+    let size: number
+    try {
+      size = (await handle.stat()).size
+    } catch (err) {
+      await handle.close()
+      throw err
+    }
+    // The read stream closes the handle itself (autoClose) once it ends or is destroyed.
+    let owned = false
+    return {
+      size,
+      stream: async (start, end) => {
+        owned = true
+        return handle.createReadStream({ start, end })
+      },
+      close: async () => {
+        if (owned) return
+        owned = true
+        await handle.close()
+      },
+    }
+  }
+
+  async exists(id: string): Promise<boolean> {
+    try {
+      return (await stat(this.pathOf(id))).isFile()
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
+      throw err
+    }
+  }
+
+  /** The directories are there and writable. */
+  async health(): Promise<void> {
+    const probe = join(this.tmpDir, `health.${randomBytes(6).toString('hex')}.part`)
+    await (await open(probe, 'wx', 0o644)).close()
+    await rm(probe, { force: true })
   }
 
   /** Remove an image's data; a missing file is fine. */

@@ -3,13 +3,13 @@
  * ends `complete` with size and digests, or `error` with the reason and no file, never half-written.
  */
 import type { Logger } from '../../common/log.js'
-import type { ImageFiles, Staged, WriteOptions } from './files.js'
+import type { BlobStore, Staged, WriteOptions } from './blobs.js'
 import { TransferLostError } from './records.js'
 import { ZERO_TIME, type ImageRecord, type ImageStore } from './store.js'
 
 export interface IngestDeps {
   store: ImageStore
-  files: ImageFiles
+  blobs: BlobStore
   log: Logger
 }
 
@@ -133,7 +133,7 @@ async function ingestClaimed(deps: IngestDeps, id: string, body: AsyncIterable<U
 
   let staged: Staged
   try {
-    staged = await deps.files.stage(id, body, { ...writeOptions, onProgress: (n) => { size = n } })
+    staged = await deps.blobs.stage(id, body, { ...writeOptions, onProgress: (n) => { size = n } })
   } catch (err) {
     // Node reports a sender that hung up as a bare "aborted".
     const raw = err instanceof Error ? err.message : String(err)

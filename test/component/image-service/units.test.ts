@@ -44,7 +44,7 @@ t.test('files: ids, atomic writes, digests, limits, delete', async (t) => {
 
   const opened = await files.open(ID)
   t.equal(opened?.size, 11)
-  await opened?.handle.close()
+  await opened?.close()
   t.equal(await files.open(other), undefined, 'missing → undefined')
 
   await files.remove(ID)
