@@ -77,16 +77,20 @@ $servers    keepalive 8;
     proxy_next_upstream error timeout;
     proxy_connect_timeout 2s;
     # Content-addressed, immutable: cache them, one fetch per URL however many clients ask at once.
+    # In slices: a client waiting on the cache lock gets bytes slice by slice as they arrive,
+    # not only once a whole image (gigabytes) is in the cache, which would outlast its idle timeout.
     location /blobs/ {
+      slice 8m;
       proxy_pass http://replicas;
       proxy_cache blobs;
-      proxy_cache_key \$uri;
+      proxy_cache_key \$uri\$slice_range;
+      proxy_set_header Range \$slice_range;
       proxy_cache_lock on;
       proxy_cache_lock_timeout 600s;
       proxy_cache_lock_age 600s;
-      proxy_cache_valid 200 365d;
-      # A Range request is served from the cached whole body (and fills the cache with a whole body).
-      proxy_force_ranges on;
+      proxy_cache_valid 200 206 365d;
+      # Tests slow the cache fill (NGINX_PROXY_LIMIT_RATE, bytes/s) to kill a replica mid-body.
+      proxy_limit_rate ${NGINX_PROXY_LIMIT_RATE:-0};
       add_header X-Cache-Status \$upstream_cache_status always;
     }
     # Everything else (metadata, uploads, mutable downloads) goes through uncached and unbuffered.

@@ -17,6 +17,8 @@ export interface ServiceDeps extends IngestDeps {
   sourcePolicy?: SourcePolicy | undefined
   /** false: POST /images (fetch from a URL) is refused. */
   urlSources?: boolean | undefined
+  /** true: /images/<id>/download answers 302 to /blobs/sha256/<hex> (cluster mode, behind a cache). */
+  redirectDownloads?: boolean | undefined
 }
 
 export interface Apps {

@@ -33,6 +33,8 @@ export interface Config {
   metadataLeaseTtlS: number
   /** Where image bytes live: `dir` (under dataDir) or an s3:// URL (store/open-blobs.ts). */
   blobs: string
+  /** true: /images/<id>/download redirects to the immutable /blobs/sha256/<hex> (for a cache in front). */
+  downloadRedirect: boolean
 }
 
 export const DEFAULTS: Config = {
@@ -49,6 +51,7 @@ export const DEFAULTS: Config = {
   metadata: 'level',
   metadataLeaseTtlS: 5,
   blobs: 'dir',
+  downloadRedirect: false,
 }
 
 export const USAGE = `Usage: mistify-image-service [options]
@@ -71,6 +74,9 @@ export const USAGE = `Usage: mistify-image-service [options]
       --blobs <url>          where image bytes live: dir (under --data-dir) or
                              s3://bucket[/prefix]?endpoint=http://host:port&region=r, with credentials from env
                              AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (default dir; env MISTIFY_IMAGE_SERVICE_BLOBS)
+      --download-redirect on|off  on: /images/<id>/download answers 302 to the immutable /blobs/sha256/<hex>,
+                             so an HTTP cache in front of replicas serves the bytes (default off;
+                             env MISTIFY_IMAGE_SERVICE_DOWNLOAD_REDIRECT)
   -h, --help                 this text
 `
 
@@ -119,6 +125,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Co
         metadata: { type: 'string' },
         'metadata-lease-ttl': { type: 'string' },
         blobs: { type: 'string' },
+        'download-redirect': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     })
@@ -143,6 +150,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Co
     metadata: pick(f.metadata, 'METADATA'),
     leaseTtl: pick(f['metadata-lease-ttl'], 'METADATA_LEASE_TTL'),
     blobs: pick(f.blobs, 'BLOBS'),
+    downloadRedirect: pick(f['download-redirect'], 'DOWNLOAD_REDIRECT'),
   }
   if (v.port !== undefined) c.port = port('--port', v.port)
   if (v.glancePort !== undefined) c.glancePort = port('--glance-port', v.glancePort)
@@ -166,6 +174,10 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Co
   if (v.leaseTtl !== undefined) {
     if (!/^\d+$/.test(v.leaseTtl) || Number(v.leaseTtl) < 1) throw new UsageError(`--metadata-lease-ttl: whole seconds, at least 1, got ${JSON.stringify(v.leaseTtl)}`)
     c.metadataLeaseTtlS = Number(v.leaseTtl)
+  }
+  if (v.downloadRedirect !== undefined) {
+    if (v.downloadRedirect !== 'on' && v.downloadRedirect !== 'off') throw new UsageError(`--download-redirect: on or off, got ${JSON.stringify(v.downloadRedirect)}`)
+    c.downloadRedirect = v.downloadRedirect === 'on'
   }
   if (v.blobs !== undefined) {
     try { parseBlobsUrl(v.blobs) } catch (e) { throw new UsageError(`--blobs: ${(e as Error).message}`) }

@@ -122,7 +122,7 @@ export async function startService(cfg: Config, o: StartOptions = {}): Promise<R
     fetcher = new Fetcher({ store, blobs, log }, {
       maxSize: cfg.maxUploadSize, idleTimeoutMs: cfg.fetchTimeoutMs, progressIntervalMs: cfg.progressIntervalMs, policy: sourcePolicy,
     })
-    const deps: ServiceDeps = { store, blobs, metrics, log, fetcher, maxUploadSize: cfg.maxUploadSize, sourcePolicy, urlSources: cfg.urlSources }
+    const deps: ServiceDeps = { store, blobs, metrics, log, fetcher, maxUploadSize: cfg.maxUploadSize, sourcePolicy, urlSources: cfg.urlSources, redirectDownloads: cfg.downloadRedirect }
     if (db.shared) {
       // Other replicas' transfers may be live: a dead replica's are found by their expired lease instead.
       let sweeping = false

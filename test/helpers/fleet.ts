@@ -27,9 +27,9 @@ export interface Ceph {
   startRgw(): Promise<void>
 }
 
-async function sh(name: string, args: string[], timeoutMs = 180_000): Promise<string> {
+async function sh(name: string, args: string[], timeoutMs = 180_000, env: Record<string, string> = {}): Promise<string> {
   try {
-    const { stdout } = await run('nice', ['-n', '19', 'bash', script(name), ...args], { timeout: timeoutMs, maxBuffer: 1 << 20 })
+    const { stdout } = await run('nice', ['-n', '19', 'bash', script(name), ...args], { timeout: timeoutMs, maxBuffer: 1 << 20, env: { ...process.env, ...env } })
     return stdout
   } catch (err) {
     const e = err as { stderr?: string; message: string }
@@ -70,14 +70,17 @@ export interface Nginx {
   url: string
 }
 
-/** nginx caching in front of `upstreams` (host:port), torn down in teardown. */
-export async function startNginx(t: TestContext, upstreams: string[]): Promise<Nginx> {
+/**
+ * nginx caching in front of `upstreams` (host:port), torn down in teardown;
+ * `limitRate`: bytes/s one cache fill reads from a replica (0: no limit).
+ */
+export async function startNginx(t: TestContext, upstreams: string[], o: { limitRate?: number } = {}): Promise<Nginx> {
   await sh('nginx.sh', ['install'], 120_000)
   const parent = mkdtempSync(join(tmpdir(), 'fleet-nginx-'))
   const dir = join(parent, 'n')
   const port = await freePort()
   t.teardown(() => sh('nginx.sh', ['down', dir]).then(() => rmSync(parent, { recursive: true, force: true })))
-  await sh('nginx.sh', ['up', dir, String(port), ...upstreams])
+  await sh('nginx.sh', ['up', dir, String(port), ...upstreams], 180_000, { NGINX_PROXY_LIMIT_RATE: String(o.limitRate ?? 0) })
   return { url: `http://127.0.0.1:${port}` }
 }
 

@@ -33,11 +33,11 @@ export interface ServiceProcess {
   kill(): Promise<void>
 }
 
-/** One mistify-image-service process on loopback over its own data directory; killed in teardown. */
-export async function spawnImageService(t: TestContext): Promise<ServiceProcess> {
+/** One mistify-image-service process on loopback over its own data directory (plus `args`); killed in teardown. */
+export async function spawnImageService(t: TestContext, args: string[] = []): Promise<ServiceProcess> {
   const dir = tempDir(t, 'mis-replica-')
   const [port, glancePort] = [await freePort(), await freePort()]
-  const proc = spawn(process.execPath, [MAIN, '--port', String(port), '--glance-port', String(glancePort), '--listen', '127.0.0.1', '--data-dir', dir], { stdio: ['ignore', 'ignore', 'pipe'] })
+  const proc = spawn(process.execPath, [MAIN, '--port', String(port), '--glance-port', String(glancePort), '--listen', '127.0.0.1', '--data-dir', dir, ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
   proc.stderr?.on('data', (c: Buffer) => { stderr += c.toString() })
   const exited = once(proc, 'exit')

@@ -32,6 +32,17 @@ export function nativeApp(deps: ServiceDeps): Koa.Middleware[] {
       httpError(ctx, 404, 'incomplete image')
       return
     }
+    if (deps.redirectDownloads) {
+      // Cluster mode: the bytes are fetched by their digest, a URL any HTTP cache
+      // in front of the replicas may keep for good; this answer (id → digest) may
+      // change, so it is not cached. Relative, so it stays on the client's front.
+      ctx.set('X-Image-Id', rec.id)
+      ctx.set('X-Image-Sha256', rec.sha256)
+      ctx.set('Cache-Control', 'no-store')
+      ctx.redirect(`/blobs/sha256/${rec.sha256}`)
+      ctx.status = 302
+      return
+    }
     const b64 = hexToBase64(rec.sha256)
     await sendImage(ctx, blobs, rec, {
       fail,
@@ -44,6 +55,14 @@ export function nativeApp(deps: ServiceDeps): Koa.Middleware[] {
       },
     })
   }
+
+  // Reachability of both stores, for a load balancer or an operator.
+  router.get('/healthz', async (ctx) => {
+    const probe = (p: Promise<void>): Promise<string> => p.then(() => 'ok', (err: unknown) => (err instanceof Error ? err.message : String(err)))
+    const [metadata, blobStore] = await Promise.all([probe(store.backend.health()), probe(blobs.health())])
+    ctx.status = metadata === 'ok' && blobStore === 'ok' ? 200 : 503
+    ctx.body = { status: ctx.status === 200 ? 'ok' : 'unavailable', metadata: { backend: store.backend.kind, status: metadata }, blobs: { where: blobs.where, status: blobStore } }
+  })
 
   router.get('/images', async (ctx) => {
     const q = ctx.query.type
