@@ -103,3 +103,4 @@ console.log(`| figure (${clients} concurrent clients, ${mib} MiB image) | image 
 console.log('|---|---|---|---|')
 console.log(`| pulls/s, one replica (etcd + S3), ${seconds} s closed loop | ${f(served.perSecond)} pulls/s (${f(served.mbps)} MB/s) | ${f(raw.perSecond)} pulls/s (${f(raw.mbps)} MB/s) straight from RGW | ${(raw.perSecond / served.perSecond).toFixed(2)}× |`)
 console.log(`| origin bytes, ${clients} agents' downloads | ${cached} B through nginx (${(cached / data.length).toFixed(2)} transfers) | ${direct} B straight to the replicas (${(direct / data.length).toFixed(2)} transfers) | ${(direct / cached).toFixed(1)}× fewer |`)
+process.exit(0) // the SDK's and fetch's keep-alive sockets would hold the process (and the engines) open
