@@ -5,12 +5,12 @@ import type { Fetcher } from './fetcher.js'
 import { glanceApp } from './glance/routes.js'
 import { nativeApp } from './native/routes.js'
 import type { IngestDeps } from './store/ingest.js'
-import type { BlobMetrics } from './store/blob-metrics.js'
+import type { StoreMetrics } from './store/store-metrics.js'
 
 export interface ServiceDeps extends IngestDeps {
   fetcher: Fetcher
   /** Blob bytes read and written (GET /metrics on the native API); absent in tests that build deps by hand. */
-  metrics?: BlobMetrics | undefined
+  metrics?: StoreMetrics | undefined
   /** Largest image accepted by an upload or a fetch, in bytes. */
   maxUploadSize: number
   /** Hosts a fetch-from-URL may reach (address-policy.ts); unset: any. */

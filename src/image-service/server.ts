@@ -11,7 +11,7 @@ import { jsonLogger, type Logger } from '../common/log.js'
 import { createApp, type ServiceDeps } from './app.js'
 import type { Config } from './config.js'
 import { Fetcher } from './fetcher.js'
-import { BlobMetrics, meteredBlobs } from './store/blob-metrics.js'
+import { StoreMetrics, meteredBlobs, meteredRecords } from './store/store-metrics.js'
 import { parseBlobsUrl } from './store/blobs-url.js'
 import { openBlobs } from './store/open-blobs.js'
 import type { BlobStore } from './store/blobs.js'
@@ -111,12 +111,12 @@ export async function startService(cfg: Config, o: StartOptions = {}): Promise<R
   let blobs: BlobStore | undefined
   try {
     const spec = parseBlobsUrl(cfg.blobs)
-    const metrics = new BlobMetrics()
+    const metrics = new StoreMetrics()
     blobs = meteredBlobs(await openBlobs(cfg.blobs, cfg.dataDir), metrics, spec.kind)
     // Replicas sharing the records may share the blob store: init must not drop
     // another replica's uploads in progress.
     await blobs.init({ shared: db.shared })
-    const store = new ImageStore(db)
+    const store = new ImageStore(meteredRecords(db, metrics))
     // Loopback, link-local and private hosts only when allowlisted: the service stores and re-serves what it fetches.
     const sourcePolicy = createSourcePolicy({ allow: cfg.allowSourceHosts })
     fetcher = new Fetcher({ store, blobs, log }, {

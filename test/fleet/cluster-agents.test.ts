@@ -38,6 +38,7 @@ t.test('kill -9 of the replica filling the cache during 4 agent imports: all com
   const health = await fetch(`${replicas[1]!.native}/healthz`)
   t.equal(health.status, 200, 'healthz: etcd and the bucket reachable')
   t.match(await health.json(), { metadata: { backend: 'etcd', status: 'ok' }, blobs: { status: 'ok' } })
+  t.match(await fetch(`${replicas[0]!.native}/metrics`).then((r) => r.text()), /image_service_metadata_calls_total\{backend="etcd",op="put",result="ok"\} [1-9]/, 'etcd calls counted')
 
   // 8 MiB/s per cache fill: the 48 MiB body takes about 6 s, so the kill lands mid-body.
   const nginx = await startNginx(t, replicas.map((r) => r.native.replace(/^http:\/\//, '')), { limitRate: 8 * MiB })

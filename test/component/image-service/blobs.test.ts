@@ -64,6 +64,7 @@ t.test('GET /blobs/sha256/<hex> and /metrics on the directory store', async (t) 
   const metrics = await (await fetch(`${native}/metrics`)).text()
   t.match(metrics, new RegExp(`image_service_blob_written_bytes_total\\{backend="dir"\\} ${data.length}`))
   t.match(metrics, /image_service_blob_read_bytes_total\{backend="dir"\} \d+/)
+  t.match(metrics, /image_service_metadata_calls_total\{backend="level",op="put",result="ok"\} [1-9]/, 'metadata calls per backend and outcome')
 
   rmSync(join(dataDir, 'images', up.body.id))
   const gone = await getJson(`${native}/images/${up.body.id}/download`)
