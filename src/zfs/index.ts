@@ -15,6 +15,7 @@ import type { Dataset, DatasetType, DestroyOptions, Hold, Pool, ReceiveOptions, 
 export * from './errors.js'
 export * from './types.js'
 export * as names from './names.js'
+export * from './stream-header.js'
 export { zvolPath } from './names.js'
 export { createZfsRunner, type ZfsRunner } from './runner.js'
 export type { ExecOptions } from '../common/exec.js'

@@ -5,6 +5,7 @@
  * partition table, which has no signature to recognise).
  */
 import { InvalidParamsError, UpstreamError } from '../errors.js'
+import { isZfsStream, readStreamHeader, type StreamHeader } from '../../zfs/stream-header.js'
 
 export const PAYLOAD_FORMATS = ['zfs', 'raw', 'qcow2'] as const
 export type PayloadFormat = (typeof PAYLOAD_FORMATS)[number]
@@ -12,35 +13,15 @@ export type PayloadFormat = (typeof PAYLOAD_FORMATS)[number]
 /** Enough bytes to tell every format apart (the MBR signature ends at 512). */
 export const SNIFF_BYTES = 512
 
-/** DMU_BACKUP_MAGIC (0x2F5bacbac) in a DRR_BEGIN record, at offset 8, either byte order. */
-const ZFS_MAGIC_LE = Buffer.from([0xac, 0xcb, 0xba, 0xf5, 0x02, 0, 0, 0])
-const ZFS_MAGIC_BE = Buffer.from([0, 0, 0, 0x02, 0xf5, 0xba, 0xcb, 0xac])
 const QCOW2_MAGIC = Buffer.from([0x51, 0x46, 0x49, 0xfb]) // "QFI\xfb"
 
-/** What a zfs send stream's first record (DRR_BEGIN) says about it. */
-export interface StreamHeader {
-  /** A replication/properties package (`zfs send -R` or `-p`): more streams and an nvlist inside. */
-  readonly compound: boolean
-  /** DRR_FLAG_CLONE: receive makes a clone of the snapshot whose guid is `fromguid`, wherever it is in the pool. */
-  readonly clone: boolean
-  /** Non-zero for an incremental stream: its base, found by guid. */
-  readonly fromguid: bigint
-  readonly toguid: bigint
-}
-
-/** sizeof(dmu_replay_record_t): the BEGIN record ends with its 256-byte toname. */
-const DRR_BEGIN_BYTES = 312
-const DMU_COMPOUNDSTREAM = 2n
-const DRR_FLAG_CLONE = 1
+export type { StreamHeader }
 
 /** The BEGIN record of a zfs send stream (`head` must be sniffed as 'zfs'). */
 export function zfsStreamHeader(head: Buffer): StreamHeader {
-  if (head.length < DRR_BEGIN_BYTES) throw new UpstreamError(`zfs send stream: truncated in its first record (${head.length} bytes)`)
-  // A stream is written in its sender's byte order; the magic tells which.
-  const le = head.subarray(8, 16).equals(ZFS_MAGIC_LE)
-  const u64 = (at: number) => (le ? head.readBigUInt64LE(at) : head.readBigUInt64BE(at))
-  const flags = le ? head.readUInt32LE(36) : head.readUInt32BE(36)
-  return { compound: (u64(16) & 3n) === DMU_COMPOUNDSTREAM, clone: (flags & DRR_FLAG_CLONE) !== 0, toguid: u64(40), fromguid: u64(48) }
+  const h = readStreamHeader(head)
+  if (!h) throw new UpstreamError(`zfs send stream: truncated in its first record (${head.length} bytes)`)
+  return h
 }
 
 /**
@@ -62,11 +43,7 @@ export function isGzip(head: Buffer): boolean {
 
 /** The format the first bytes show, or undefined when they show none. */
 export function sniffFormat(head: Buffer): PayloadFormat | undefined {
-  // DRR_BEGIN is record type 0, which reads the same in either byte order.
-  if (head.length >= 16 && head.readUInt32LE(0) === 0) {
-    const magic = head.subarray(8, 16)
-    if (magic.equals(ZFS_MAGIC_LE) || magic.equals(ZFS_MAGIC_BE)) return 'zfs'
-  }
+  if (isZfsStream(head)) return 'zfs'
   if (head.length >= 4 && head.subarray(0, 4).equals(QCOW2_MAGIC)) return 'qcow2'
   // MBR boot signature: MBR disks and GPT disks (whose protective MBR has it too).
   if (head.length >= 512 && head[510] === 0x55 && head[511] === 0xaa) return 'raw'
