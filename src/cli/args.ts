@@ -19,12 +19,16 @@ commands:
   snapshot delete ID [-r]
   download SNAPSHOT [-o FILE|-] [-r]
                                    stream zfs send of SNAPSHOT to FILE (or stdout)
+  publish SNAPSHOT --name NAME [--version N] [--type kvm|container] [--image-service URL]
+                                   upload SNAPSHOT as the next version of NAME, with the
+                                   increment from the previous version when the agent holds it
 
 options:
   --url URL        agent URL (env MISTIFY_URL; default ${DEFAULT_URL})
   --socket PATH    talk to the agent on a unix socket (env MISTIFY_SOCKET)
   --token TOKEN    bearer token (env MISTIFY_TOKEN; visible in ps: prefer --token-file)
   --token-file FILE  read the bearer token from FILE (env MISTIFY_TOKEN_FILE)
+  --image-service URL  the image service publish uploads to (env MISTIFY_IMAGE_SERVICE)
   --json           machine-readable output (the RPC result as JSON)
   -h, --help       this help
 
@@ -46,6 +50,10 @@ export interface Options {
   source: string | undefined
   format: string | undefined
   sha256: string | undefined
+  name: string | undefined
+  version: number | undefined
+  type: string
+  imageService: string | undefined
   args: string[]
 }
 
@@ -54,6 +62,7 @@ const FLAGS = {
   json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, recursive: { type: 'boolean', short: 'r' },
   'destroy-more-recent': { type: 'boolean' }, output: { type: 'string', short: 'o' },
   source: { type: 'string' }, format: { type: 'string' }, sha256: { type: 'string' },
+  name: { type: 'string' }, version: { type: 'string' }, type: { type: 'string' }, 'image-service': { type: 'string' },
 } as const
 
 type Flag = keyof typeof FLAGS
@@ -61,7 +70,8 @@ type Flag = keyof typeof FLAGS
 export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): Options {
   const o: Options = {
     url: env.MISTIFY_URL || DEFAULT_URL, socket: env.MISTIFY_SOCKET || undefined, token: env.MISTIFY_TOKEN || undefined,
-    json: false, help: false, recursive: false, destroyMoreRecent: false, output: undefined, source: undefined, format: undefined, sha256: undefined, args: [],
+    json: false, help: false, recursive: false, destroyMoreRecent: false, output: undefined, source: undefined, format: undefined, sha256: undefined,
+    name: undefined, version: undefined, type: 'kvm', imageService: env.MISTIFY_IMAGE_SERVICE || undefined, args: [],
   }
   const given: Partial<Record<Flag, string | true>> = {}
   // Not strict: the tokens are checked here, so that the messages stay ours (and name the whole argument).
@@ -86,6 +96,15 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): O
   o.source = str('source')
   o.format = str('format')
   o.sha256 = str('sha256')
+  o.name = str('name')
+  o.type = str('type') ?? o.type
+  o.imageService = str('image-service') ?? o.imageService
+  const version = str('version')
+  if (version !== undefined) {
+    if (!/^[1-9][0-9]{0,8}$/.test(version)) throw new UsageError(`--version: a positive whole number, got ${JSON.stringify(version)}`)
+    o.version = Number(version)
+  }
+  if (o.imageService !== undefined) { try { new URL(o.imageService) } catch { throw new UsageError(`--image-service: not a URL: ${o.imageService}`) } }
   try { new URL(o.url) } catch { throw new UsageError(`--url: not a URL: ${o.url}`) }
   // Flags beat the environment; within one of them, a token and a token file are one too many.
   const flagToken = str('token')

@@ -89,13 +89,18 @@ export class AgentClient {
     return env as JSONRPCResponse
   }
 
-  /** GET /snapshots/download; resolves with the stream once the agent has said 200. */
-  async download(snapshot: string, recursive: boolean): Promise<Reply> {
-    const q = new URLSearchParams({ id: snapshot })
-    if (recursive) q.set('recursive', '1')
-    const r = await this.request('GET', `${DOWNLOAD_PATH}?${q}`)
+  /** GET /snapshots/download; resolves with the stream once the agent has said 200. `fromGuid`: an increment from the snapshot with that guid. */
+  async download(snapshot: string, recursive: boolean, fromGuid?: string): Promise<Reply> {
+    const r = await this.request('GET', downloadPath(snapshot, recursive, fromGuid))
     if (r.status !== 200) throw httpError(r.status, await answer(r.res).catch(() => ''))
     return r
+  }
+
+  /** HEAD /snapshots/download: the agent's status for it (an increment: 200 when it still holds the base). */
+  async probe(snapshot: string, fromGuid?: string): Promise<number> {
+    const r = await this.request('HEAD', downloadPath(snapshot, false, fromGuid))
+    r.res.resume()
+    return r.status
   }
 
   /** One HTTP request to the agent; resolves when the response head arrives. */
@@ -121,6 +126,13 @@ export class AgentClient {
       req.end(body)
     })
   }
+}
+
+function downloadPath(snapshot: string, recursive: boolean, fromGuid: string | undefined): string {
+  const q = new URLSearchParams({ id: snapshot })
+  if (recursive) q.set('recursive', '1')
+  if (fromGuid !== undefined) q.set('from_guid', fromGuid)
+  return `${DOWNLOAD_PATH}?${q}`
 }
 
 async function answer(res: http.IncomingMessage): Promise<string> {

@@ -5,6 +5,8 @@ import { Transform, type Writable } from 'node:stream'
 import { HELP, UsageError, type Options } from './args.js'
 import { AgentClient, TransportError } from './client.js'
 import { human, progress, render, withSpinner } from './render.js'
+import { ImageServiceClient } from './image-service.js'
+import { publish } from './publish.js'
 
 function need(args: readonly string[], n: 0, usage: string): []
 function need(args: readonly string[], n: 1, usage: string): [string]
@@ -90,6 +92,17 @@ export async function run(o: Options, stdout: NodeJS.WriteStream = process.stdou
         rmSync(part, { force: true })
         throw e
       }
+      return
+    }
+    case 'publish': {
+      const [snapshot] = need([sub, ...rest].filter((x) => x !== undefined), 1, 'publish SNAPSHOT --name NAME [--version N] [--image-service URL]')
+      if (!o.name) throw new UsageError('publish: --name NAME is required (the image the snapshot becomes a version of)')
+      if (!o.imageService) throw new UsageError('publish: --image-service URL (or MISTIFY_IMAGE_SERVICE) is required')
+      const r = await withSpinner(tty, `publishing ${snapshot}`, publish(agent, new ImageServiceClient(o.imageService), { snapshot, name: o.name, version: o.version, type: o.type }))
+      if (o.json) { stdout.write(`${JSON.stringify(r)}\n`); return }
+      const i = r.image
+      stdout.write(`${i.name} version ${i.version}: image ${i.id}, ${human(i.size)} full stream (sha256 ${i.sha256})\n`)
+      stdout.write(i.increment ? `increment from ${i.origin}: ${human(i.increment.size)} (sha256 ${i.increment.sha256})\n` : `no increment: ${r.noIncrement ?? 'none stored'}\n`)
       return
     }
     case undefined: throw new UsageError(HELP.trimEnd())

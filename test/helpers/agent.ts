@@ -121,8 +121,8 @@ let seq = 1
 /** What startAgent allows as source hosts unless a test says otherwise (the default allows none of these). */
 export const TEST_ALLOW_SOURCE_HOSTS: readonly string[] = ['127.0.0.1']
 
-export async function startAgent(t: T, o: { config?: Partial<Config> } = {}): Promise<TestAgent> {
-  const { name: pool } = createFilePool(t)
+export async function startAgent(t: T, o: { config?: Partial<Config>; poolMiB?: number } = {}): Promise<TestAgent> {
+  const { name: pool } = createFilePool(t, o.poolMiB ? { sizeMiB: o.poolMiB } : {})
   const images = await startImageServer(t)
   const stream = makeZvolStream(pool)
   images.routes.set(`/images/${IMAGE_ID}/download`, stream)
