@@ -37,6 +37,7 @@ class Flaky implements RecordBackend {
   }
   del(id: string, rev: Rev) { return this.inner.del(id, rev) }
   nextVersion(name: string) { return this.inner.nextVersion(name) }
+  claimVersion(name: string, n: number, claim: string) { return this.inner.claimVersion(name, n, claim) }
   claimTransfer(id: string) { return this.inner.claimTransfer(id) }
   putIfUnowned(id: string, rec: ImageRecord, rev: Rev) { return this.inner.putIfUnowned(id, rec, rev) }
   health() { return this.inner.health() }
