@@ -5,7 +5,7 @@ import t from 'tap'
 import { createHash } from 'node:crypto'
 import { Readable } from 'node:stream'
 import { ListObjectsV2Command } from '@aws-sdk/client-s3'
-import { writeBlob } from '../../src/image-service/store/blobs.js'
+import { incrementKey, writeBlob } from '../../src/image-service/store/blobs.js'
 import { S3Blobs } from '../../src/image-service/store/s3-blobs.js'
 import { bytes, collect, startCeph, uniqueBucket } from '../helpers/fleet.js'
 
@@ -70,6 +70,21 @@ t.test('stage is invisible until commit; digests; ranged reads; remove', async (
   await empty.discard()
   t.equal(empty.data.size, 0)
   t.equal((await s.open(OTHER))?.size, 0, 'an empty image; commit twice is one commit, discard after it a no-op')
+})
+
+t.test('an increment commits under its digest-derived key, beside the image', async (t) => {
+  const s = store()
+  await s.init()
+  await writeBlob(s, ID, Readable.from([Buffer.from('full')]))
+  const staged = await s.stage(ID, Readable.from([Buffer.from('incr')]))
+  const key = incrementKey(ID, staged.data.sha256)
+  await staged.commit(key)
+  t.same(await keys(s), [`p/images/${ID}`, `p/images/${key}`], 'two blobs, temporary key gone')
+  t.same(await collect(await (await s.open(key))!.stream(0, 3)), Buffer.from('incr'))
+  t.same(await collect(await (await s.open(ID))!.stream(0, 3)), Buffer.from('full'), 'the image\'s own blob untouched')
+  t.throws(() => s.keyOf(`${ID}.increment.x`), { name: 'InvalidIdError' }, 'only a digest may follow')
+  await s.remove(key)
+  t.same(await keys(s), [`p/images/${ID}`], 'removed alone')
 })
 
 t.test('discard and every refusal leave nothing behind', async (t) => {

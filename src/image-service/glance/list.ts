@@ -94,7 +94,8 @@ function filter(q: URLSearchParams): (x: Listed) => boolean {
     if (sizeMin !== undefined && (typeof v.size !== 'number' || v.size < sizeMin)) return false
     if (sizeMax !== undefined && (typeof v.size !== 'number' || v.size > sizeMax)) return false
     if (!tags.every((t) => r.glance.tags.includes(t))) return false
-    for (const k of custom) if (v[k] !== q.get(k)) return false
+    // mistify_increment_size is the one number among them; a query gives text.
+    for (const k of custom) if ((typeof v[k] === 'number' ? String(v[k]) : v[k]) !== q.get(k)) return false
     return true
   }
 }

@@ -5,8 +5,9 @@ import type { ServiceDeps } from '../app.js'
 import { answerErrors, HttpError } from '../http/errors.js'
 import { isPlainObject, readJson } from '../http/json.js'
 import { createRouter, routed } from '../../common/router.js'
-import { sendImage } from '../http/send-image.js'
-import { BlobStoreError, IncompleteError, TooLargeError } from '../store/blobs.js'
+import { imageBlob, sendImage } from '../http/send-image.js'
+import { BlobStoreError, IncompleteError, removeImageBlobs, TooLargeError } from '../store/blobs.js'
+import { originOfMessage } from '../store/increment.js'
 import { ImageGoneError, ingest, StaleUploadError } from '../store/ingest.js'
 import { isImageId, type ImageRecord } from '../store/store.js'
 import { RetryableError } from '../store/records.js'
@@ -89,8 +90,10 @@ export function glanceApp(deps: ServiceDeps): Koa.Middleware[] {
   router.delete('/v2/images/:id', async (ctx) => {
     const rec = await requireImage(ctx.params.id ?? '')
     if (rec.glance.protected) throw new HttpError(403, `Image ${rec.id} is protected and cannot be deleted.`)
+    const dependents = await store.dependents(rec.id)
+    if (dependents.length > 0) throw new HttpError(409, originOfMessage(rec.id, dependents))
     fetcher.cancel(rec.id)
-    await store.remove(rec.id, () => blobs.remove(rec.id))
+    await store.remove(rec.id, (last) => removeImageBlobs(blobs, last ?? rec))
     ctx.status = 204
   })
 
@@ -138,7 +141,7 @@ export function glanceApp(deps: ServiceDeps): Koa.Middleware[] {
       ctx.status = 204
       return
     }
-    await sendImage(ctx, blobs, rec, { fail, headers: { 'Content-MD5': rec.md5 } })
+    await sendImage(ctx, blobs, imageBlob(rec), { fail, headers: { 'Content-MD5': rec.md5 } })
   })
 
   router.put('/v2/images/:id/tags/:tag', async (ctx) => {

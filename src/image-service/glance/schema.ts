@@ -45,6 +45,8 @@ export function imageSchema(): Record<string, unknown> {
       self: ro('string', 'An image self url'),
       file: ro('string', 'An image file url'),
       schema: ro('string', 'An image schema url'),
+      // Ours, and not a string as other custom properties are: clients validating against this schema must see it named.
+      mistify_increment_size: ro('integer', 'Size in bytes of the zfs increment from the image named by mistify_origin'),
       locations: {
         type: 'array',
         items: {

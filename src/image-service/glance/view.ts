@@ -20,14 +20,20 @@ function glanceTime(iso: string): string {
   return iso.replace(/\.\d+Z$/, 'Z')
 }
 
-/** Read-only custom properties that expose the native fields. */
-function mistifyProps(r: ImageRecord): Record<string, string> {
+/**
+ * Read-only custom properties that expose the native fields; strings (the schema's
+ * additionalProperties) except mistify_increment_size, which the schema names as an integer.
+ */
+function mistifyProps(r: ImageRecord): Record<string, string | number> {
   return {
     mistify_type: r.type,
     ...(r.name !== '' ? { mistify_version: String(r.version) } : {}),
     ...(r.source !== '' ? { mistify_source: r.source } : {}),
     ...(r.comment !== '' ? { mistify_comment: r.comment } : {}),
     ...(r.error !== undefined ? { mistify_error: r.error } : {}),
+    ...(r.snapshot_guid !== '' ? { mistify_snapshot_guid: r.snapshot_guid } : {}),
+    ...(r.origin !== '' ? { mistify_origin: r.origin } : {}),
+    ...(r.increment ? { mistify_increment_size: r.increment.size } : {}),
   }
 }
 

@@ -1,9 +1,32 @@
 /** Streaming an image's bytes: ETag / If-None-Match, one Range, If-Range. */
 import type Koa from 'koa'
-import type { BlobStore } from '../store/blobs.js'
+import { incrementKey, type BlobStore } from '../store/blobs.js'
 import type { ImageRecord } from '../store/store.js'
 import { HttpError, type Fail } from './errors.js'
 import { etagMatches, parseRange } from './conditional.js'
+
+/** One blob to send: its key in the blob store and what the record says of it. */
+export interface BlobRef {
+  key: string
+  sha256: string
+  size: number
+  /** When it was stored (ISO); Go's zero time when unknown. */
+  stored: string
+  /** Names it in errors ("image <id>", "increment of image <id>"). */
+  what: string
+}
+
+/** A complete image's own bytes. */
+export function imageBlob(rec: ImageRecord): BlobRef {
+  return { key: rec.id, sha256: rec.sha256, size: rec.size, stored: rec.download_end, what: `image ${rec.id}` }
+}
+
+/** An image's increment, when it has one (its record's update time is when it was linked). */
+export function incrementBlob(rec: ImageRecord): BlobRef | undefined {
+  if (!rec.increment) return undefined
+  const { sha256, size } = rec.increment
+  return { key: incrementKey(rec.id, sha256), sha256, size, stored: rec.updated_at, what: `the increment of image ${rec.id}` }
+}
 
 export interface SendOptions {
   /** Extra response headers (digests, ids). */
@@ -13,16 +36,16 @@ export interface SendOptions {
 }
 
 /**
- * Answer a complete image: 304 when If-None-Match matches, else 200, 206 or 416. The blob is
+ * Answer a complete image's (or increment's) bytes: 304 when If-None-Match matches, else 200, 206 or 416. The blob is
  * opened, and its bytes requested, before a status is chosen: a missing blob or an unreachable
  * store is an error status with a message, never an empty or truncated 200.
  */
-export async function sendImage(ctx: Koa.Context, blobs: BlobStore, rec: ImageRecord, o: SendOptions): Promise<void> {
-  const etag = `"${rec.sha256}"`
+export async function sendImage(ctx: Koa.Context, blobs: BlobStore, blob: BlobRef, o: SendOptions): Promise<void> {
+  const etag = `"${blob.sha256}"`
   const common: Record<string, string> = {
     'Accept-Ranges': 'bytes',
     ETag: etag,
-    ...(rec.download_end.startsWith('0001') ? {} : { 'Last-Modified': new Date(rec.download_end).toUTCString() }),
+    ...(blob.stored.startsWith('0001') ? {} : { 'Last-Modified': new Date(blob.stored).toUTCString() }),
     ...o.headers,
   }
   if (etagMatches(ctx.get('if-none-match') || undefined, etag)) {
@@ -30,12 +53,12 @@ export async function sendImage(ctx: Koa.Context, blobs: BlobStore, rec: ImageRe
     ctx.status = 304
     return
   }
-  const opened = await storeCall(() => blobs.open(rec.id))
-  if (!opened) throw new HttpError(500, `image ${rec.id} is complete but its data is missing from the blob store`)
+  const opened = await storeCall(() => blobs.open(blob.key))
+  if (!opened) throw new HttpError(500, `${blob.what} is complete but its data is missing from the blob store`)
   let streamed = false
   try {
     const { size } = opened
-    if (size !== rec.size) throw new HttpError(500, `stored data is ${size} bytes, metadata says ${rec.size}`)
+    if (size !== blob.size) throw new HttpError(500, `stored data of ${blob.what} is ${size} bytes, metadata says ${blob.size}`)
     const ifRange = ctx.get('if-range')
     const range = ifRange !== '' && ifRange !== etag ? { kind: 'full' as const } : parseRange(ctx.get('range') || undefined, size)
     if (range.kind === 'unsatisfiable') {

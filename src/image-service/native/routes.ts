@@ -4,10 +4,11 @@ import type { ServiceDeps } from '../app.js'
 import { answerErrors } from '../http/errors.js'
 import { readJson } from '../http/json.js'
 import { createRouter, routed } from '../../common/router.js'
-import { hexToBase64, sendImage } from '../http/send-image.js'
-import { BlobStoreError, IncompleteError, TooLargeError } from '../store/blobs.js'
+import { hexToBase64, imageBlob, incrementBlob, sendImage, type BlobRef } from '../http/send-image.js'
+import { BlobStoreError, IncompleteError, removeImageBlobs, TooLargeError } from '../store/blobs.js'
+import { IncrementRefused, originOfMessage, storeIncrement } from '../store/increment.js'
 import { asPending, ImageGoneError, ingest, StaleUploadError } from '../store/ingest.js'
-import { isImageType, type ImageRecord } from '../store/store.js'
+import { isImageType, VersionTakenError, type ImageRecord } from '../store/store.js'
 import { RetryableError } from '../store/records.js'
 import { createKeyedLock } from '../../common/keyed-lock.js'
 import { parseFetchRequest, parseUploadHeaders } from './validation.js'
@@ -44,7 +45,7 @@ export function nativeApp(deps: ServiceDeps): Koa.Middleware[] {
       return
     }
     const b64 = hexToBase64(rec.sha256)
-    await sendImage(ctx, blobs, rec, {
+    await sendImage(ctx, blobs, imageBlob(rec), {
       fail,
       headers: {
         'X-Image-Id': rec.id,
@@ -84,7 +85,14 @@ export function nativeApp(deps: ServiceDeps): Koa.Middleware[] {
       ctx.set('Connection', 'close')
       return jsonMsg(ctx, 413, new TooLargeError(deps.maxUploadSize).message)
     }
-    const rec = await store.create({ type: up.type, comment: up.comment, name: up.name })
+    let rec: ImageRecord
+    try {
+      rec = await store.create({ type: up.type, comment: up.comment, name: up.name, ...(up.version !== undefined ? { version: up.version } : {}) })
+    } catch (err) {
+      // Refused before a byte was read: close rather than drain the body.
+      if (err instanceof VersionTakenError) { ctx.set('Connection', 'close'); return jsonMsg(ctx, 409, err.message) }
+      throw err
+    }
     try {
       const done = await ingest(deps, rec.id, ctx.req, {
         expectedSize: up.expectedSize, maxSize: deps.maxUploadSize, isComplete: () => ctx.req.complete, generation: rec.generation,
@@ -159,8 +167,10 @@ export function nativeApp(deps: ServiceDeps): Koa.Middleware[] {
     const rec = await requireImage(ctx, ctx.params.id ?? '')
     if (!rec) return
     if (rec.glance.protected) return jsonMsg(ctx, 403, 'image is protected')
+    const dependents = await store.dependents(rec.id)
+    if (dependents.length > 0) return jsonMsg(ctx, 409, originOfMessage(rec.id, dependents))
     fetcher.cancel(rec.id)
-    const gone = await store.remove(rec.id, () => blobs.remove(rec.id))
+    const gone = await store.remove(rec.id, (last) => removeImageBlobs(blobs, last ?? rec))
     if (!gone) return notFound(ctx)
     ctx.body = toNative(gone)
   })
@@ -170,20 +180,81 @@ export function nativeApp(deps: ServiceDeps): Koa.Middleware[] {
     if (rec) await download(ctx, rec)
   })
 
+  // An increment from the image's origin (issue 16): the zfs send -i stream, checked against both records' snapshot guids.
+  router.put('/images/:id/increment', async (ctx) => {
+    const rec = await requireImage(ctx, ctx.params.id ?? '')
+    if (!rec) return
+    const lenHeader = ctx.get('content-length')
+    const expectedSize = lenHeader === '' ? -1 : Number(lenHeader)
+    if (expectedSize > deps.maxUploadSize) {
+      ctx.set('Connection', 'close')
+      return jsonMsg(ctx, 413, new TooLargeError(deps.maxUploadSize).message)
+    }
+    try {
+      const linked = await storeIncrement(deps, rec.id, ctx.get('x-image-origin'), ctx.req, {
+        expectedSize, maxSize: deps.maxUploadSize, isComplete: () => ctx.req.complete,
+      })
+      ctx.body = toNative(linked)
+    } catch (err) {
+      // Each of these may leave the body unread: close rather than drain it.
+      ctx.set('Connection', 'close')
+      if (err instanceof IncrementRefused) return fail(ctx, err.status, err.message)
+      if (err instanceof TooLargeError) return jsonMsg(ctx, 413, err.message.replace(/^image/, 'increment'))
+      if (err instanceof IncompleteError) return jsonMsg(ctx, 400, err.message)
+      if (err instanceof BlobStoreError) return jsonMsg(ctx, 503, `blob store unavailable: ${err.message}`)
+      if (err instanceof RetryableError) throw err
+      if (!ctx.req.complete) {
+        deps.log.warn({ id: rec.id }, 'increment upload aborted')
+        return httpError(ctx, 400, 'upload aborted')
+      }
+      throw err
+    }
+  })
+
+  router.get('/images/:id/increment', async (ctx) => {
+    const rec = await requireImage(ctx, ctx.params.id ?? '')
+    if (!rec) return
+    const blob = rec.status === 'complete' ? incrementBlob(rec) : undefined
+    if (!blob || !rec.increment) return httpError(ctx, 404, 'no increment')
+    const headers = {
+      'X-Image-Id': rec.id,
+      'X-Image-Sha256': blob.sha256,
+      'X-Image-Origin': rec.origin,
+      'X-Image-From-Guid': rec.increment.from_guid,
+      'X-Image-Snapshot-Guid': rec.snapshot_guid,
+    }
+    if (deps.redirectDownloads) {
+      // As the full download: the bytes by their digest, cacheable for good; this answer is not.
+      ctx.set(headers)
+      ctx.set('Cache-Control', 'no-store')
+      ctx.redirect(`/blobs/sha256/${blob.sha256}`)
+      ctx.status = 302
+      return
+    }
+    const b64 = hexToBase64(blob.sha256)
+    await sendImage(ctx, blobs, blob, { fail, headers: { ...headers, Digest: `sha-256=${b64}`, 'Repr-Digest': `sha-256=:${b64}:` } })
+  })
+
   // Content-addressed and immutable: the same URL always names the same bytes, so any cache
   // (nginx in front of replicas, a client) may keep the answer for good.
   router.get('/blobs/sha256/:hex', async (ctx) => {
     const hex = ctx.params.hex ?? ''
     if (!/^[0-9a-fA-F]{64}$/.test(hex)) return jsonMsg(ctx, 400, 'not a sha256: 64 hex digits expected')
     const sha256 = hex.toLowerCase()
-    const candidates = (await store.list()).filter((r) => r.status === 'complete' && r.sha256 === sha256)
-    if (candidates.length === 0) return httpError(ctx, 404, 'no complete image with that sha256')
-    // Any record with these bytes will do; prefer one whose blob is there.
-    let rec = candidates[0] as ImageRecord
-    for (const c of candidates) {
-      if (await blobs.exists(c.id).catch(() => false)) { rec = c; break }
+    // An image's bytes or an increment's: both are blobs named by their digest.
+    const candidates: BlobRef[] = []
+    for (const r of await store.list()) {
+      if (r.status !== 'complete') continue
+      if (r.sha256 === sha256) candidates.push(imageBlob(r))
+      if (r.increment?.sha256 === sha256) candidates.push(incrementBlob(r) as BlobRef)
     }
-    await sendImage(ctx, blobs, rec, {
+    if (candidates.length === 0) return httpError(ctx, 404, 'no complete image with that sha256')
+    // Any blob with these bytes will do; prefer one that is there.
+    let blob = candidates[0] as BlobRef
+    for (const c of candidates) {
+      if (await blobs.exists(c.key).catch(() => false)) { blob = c; break }
+    }
+    await sendImage(ctx, blobs, blob, {
       fail,
       headers: {
         'Cache-Control': 'public, max-age=31536000, immutable',

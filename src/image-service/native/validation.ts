@@ -42,17 +42,26 @@ export function parseFetchRequest(body: unknown, rules: SourceRules): FetchReque
 export interface UploadRequest {
   type: ImageType
   name: string
+  /** X-Image-Version: the version a publisher chose; undefined: the next one. */
+  version: number | undefined
   comment: string
   /** Content-Length, -1 when not announced. */
   expectedSize: number
 }
 
-/** PUT /images headers: X-Image-Type (required), X-Image-Name, X-Image-Comment. */
+/** PUT /images headers: X-Image-Type (required), X-Image-Name, X-Image-Version (with a name), X-Image-Comment. */
 export function parseUploadHeaders(ctx: Koa.Context): UploadRequest | { refused: string } {
   const type = ctx.get('x-image-type')
   if (!isImageType(type)) return { refused: 'invalid X-Image-Type header' }
   const name = ctx.get('x-image-name')
   if (name !== '' && !validName(name)) return { refused: 'invalid X-Image-Name header' }
+  const versionHeader = ctx.get('x-image-version')
+  let version: number | undefined
+  if (versionHeader !== '') {
+    if (name === '') return { refused: 'X-Image-Version needs an X-Image-Name' }
+    version = /^[1-9]\d{0,14}$/.test(versionHeader) ? Number(versionHeader) : undefined
+    if (version === undefined) return { refused: 'invalid X-Image-Version header: a positive integer' }
+  }
   const lenHeader = ctx.get('content-length')
-  return { type, name, comment: ctx.get('x-image-comment'), expectedSize: lenHeader === '' ? -1 : Number(lenHeader) }
+  return { type, name, version, comment: ctx.get('x-image-comment'), expectedSize: lenHeader === '' ? -1 : Number(lenHeader) }
 }

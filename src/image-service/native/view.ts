@@ -17,6 +17,9 @@ export function toNative(r: ImageRecord): Record<string, unknown> {
     sha256: r.sha256,
     name: r.name,
     version: r.version,
+    snapshot_guid: r.snapshot_guid,
+    origin: r.origin,
+    increment: r.increment,
     ...(r.error !== undefined ? { error: r.error } : {}),
   }
 }

@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto'
 import type { Readable } from 'node:stream'
+import { isImageId, type ImageRecord } from './store.js'
 
 export interface StoredData {
   size: number
@@ -16,7 +17,11 @@ export interface StoredData {
 /** Bytes stored out of sight, waiting for `commit` (made visible under the id) or `discard`. */
 export interface Staged {
   data: StoredData
-  commit(): Promise<void>
+  /**
+   * Make the bytes visible under the staged key, or under `as` (a key known only once the
+   * digests are: an increment's, see incrementKey).
+   */
+  commit(as?: string): Promise<void>
   discard(): Promise<void>
 }
 
@@ -63,6 +68,28 @@ export interface BlobStore {
   health(): Promise<void>
   /** Release connections (service shutdown). */
   close?(): void
+}
+
+/**
+ * An image's increment is a second blob beside its full one. Its key carries the increment's
+ * digest: two replicas storing increments for one image at once never overwrite each other's
+ * bytes (equal keys are equal bytes), and the record says which key is the live one.
+ */
+export function incrementKey(id: string, sha256: string): string {
+  return `${id.toLowerCase()}.increment.${sha256}`
+}
+
+const INCREMENT_SUFFIX = /^\.increment\.[0-9a-f]{64}$/
+
+/** Keys become file names and object keys: an image id, or an image id's increment key; nothing else. */
+export function isBlobKey(key: string): boolean {
+  return isImageId(key.slice(0, 36)) && (key.length === 36 || INCREMENT_SUFFIX.test(key.slice(36)))
+}
+
+/** Every blob of a deleted image: its bytes and its increment's. */
+export async function removeImageBlobs(blobs: BlobStore, rec: ImageRecord): Promise<void> {
+  await blobs.remove(rec.id)
+  if (rec.increment) await blobs.remove(incrementKey(rec.id, rec.increment.sha256))
 }
 
 export class TooLargeError extends Error {

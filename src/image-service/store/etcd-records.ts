@@ -3,7 +3,7 @@
  * mistify-image-service's etcd store: JSON at `<prefix>/images/<id>/metadata`
  * (default prefix `/lochness`), so its records are readable here. Ours add:
  *   <prefix>/images/<id>/owner    replica id, bound to that replica's lease, while it transfers the data
- *   <prefix>/image-names/<name>   {"last": n}, the name's last version number
+ *   <prefix>/image-names/<name>   {"last": n[, "claim"]}, the name's last version number (claim: the create that chose it)
  * Compare-and-swap is a transaction on the key's mod revision.
  */
 import { randomUUID } from 'node:crypto'
@@ -106,6 +106,21 @@ export class EtcdRecords implements RecordBackend {
         .commit())
       // A commit that timed out but happened makes the retry skip a number: gaps are fine, reuse is not.
       if (res.succeeded) return next
+    }
+  }
+
+  async claimVersion(name: string, n: number, claim: string): Promise<boolean> {
+    const k = `${this.prefix}/image-names/${name}`
+    for (;;) {
+      const kv = (await call(() => this.client.get(k).exec())).kvs[0]
+      const cur = kv ? (JSON.parse(kv.value.toString()) as { last?: number; claim?: string }) : {}
+      // Our own earlier attempt, whose commit timed out after it happened.
+      if (cur.last === n && cur.claim === claim) return true
+      if (Number(cur.last ?? 0) >= n) return false
+      const res = await call(() => (kv ? this.client.if(k, 'Mod', '==', kv.mod_revision) : this.client.if(k, 'Version', '==', 0))
+        .then(this.client.put(k).value(JSON.stringify({ last: n, claim })))
+        .commit())
+      if (res.succeeded) return true
     }
   }
 

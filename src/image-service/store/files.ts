@@ -6,8 +6,7 @@
 import { randomBytes } from 'node:crypto'
 import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
-import { InvalidIdError, Meter, writeBlob, type BlobStore, type OpenedBlob, type Staged, type StoredData, type WriteOptions } from './blobs.js'
-import { isImageId } from './store.js'
+import { InvalidIdError, isBlobKey, Meter, writeBlob, type BlobStore, type OpenedBlob, type Staged, type StoredData, type WriteOptions } from './blobs.js'
 
 export { IncompleteError, InvalidIdError, TooLargeError, type Staged, type StoredData, type WriteOptions } from './blobs.js'
 
@@ -43,9 +42,9 @@ export class ImageFiles implements BlobStore {
     }
   }
 
-  /** The id is checked before it becomes part of a path: no `..`, no `/`, no empty id. */
+  /** The key (an id, or an increment's key) is checked before it becomes part of a path: no `..`, no `/`, no empty id. */
   pathOf(id: string): string {
-    if (!isImageId(id)) throw new InvalidIdError(id)
+    if (!isBlobKey(id)) throw new InvalidIdError(id)
     return join(this.imagesDir, id.toLowerCase())
   }
 
@@ -74,8 +73,8 @@ export class ImageFiles implements BlobStore {
       await fh.close()
       return {
         data,
-        commit: async () => {
-          await rename(tmp, final)
+        commit: async (as) => {
+          await rename(tmp, as === undefined ? final : this.pathOf(as))
           await syncDir(this.imagesDir)
         },
         discard: () => rm(tmp, { force: true }),

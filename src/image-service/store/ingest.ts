@@ -5,6 +5,8 @@
 import type { Logger } from '../../common/log.js'
 import type { BlobStore, Staged, WriteOptions } from './blobs.js'
 import { TransferLostError } from './records.js'
+import { captureHead, snapshotGuidOf } from './stream-head.js'
+import { DRR_BEGIN_BYTES } from '../../zfs/stream-header.js'
 import { ZERO_TIME, type ImageRecord, type ImageStore } from './store.js'
 
 export interface IngestDeps {
@@ -43,12 +45,12 @@ export class StaleUploadError extends Error {
 }
 
 export function withError(r: ImageRecord, message: string): ImageRecord {
-  return { ...r, status: 'error', error: message, download_end: new Date().toISOString(), sha256: '', md5: '', sha512: '' }
+  return { ...r, status: 'error', error: message, download_end: new Date().toISOString(), sha256: '', md5: '', sha512: '', snapshot_guid: '' }
 }
 
 /** Back to `pending` with no trace of an earlier attempt (a fetch about to (re)start). */
 export function asPending(r: ImageRecord): ImageRecord {
-  return { ...clearError(r), status: 'pending', size: 0, expected_size: -1, download_start: ZERO_TIME, download_end: ZERO_TIME, sha256: '', md5: '', sha512: '' }
+  return { ...clearError(r), status: 'pending', size: 0, expected_size: -1, download_start: ZERO_TIME, download_end: ZERO_TIME, sha256: '', md5: '', sha512: '', snapshot_guid: '' }
 }
 
 function clearError(r: ImageRecord): ImageRecord {
@@ -111,7 +113,7 @@ async function ingestClaimed(deps: IngestDeps, id: string, body: AsyncIterable<U
     gen = r.generation
     return {
       ...clearError(r), status: 'downloading', size: 0, expected_size: o.expectedSize ?? -1,
-      download_start: new Date().toISOString(), download_end: ZERO_TIME, sha256: '', md5: '', sha512: '',
+      download_start: new Date().toISOString(), download_end: ZERO_TIME, sha256: '', md5: '', sha512: '', snapshot_guid: '',
     }
   })
   if (!started) throw new ImageGoneError(id)
@@ -131,9 +133,11 @@ async function ingestClaimed(deps: IngestDeps, id: string, body: AsyncIterable<U
       .catch((err: unknown) => deps.log.warn({ id, err: String(err) }, 'progress update failed'))
   }, interval) : undefined
 
+  // The first record tells whether the bytes are a plain full zfs stream, the base increments apply to.
+  const head = captureHead(body, DRR_BEGIN_BYTES)
   let staged: Staged
   try {
-    staged = await deps.blobs.stage(id, body, { ...writeOptions, onProgress: (n) => { size = n } })
+    staged = await deps.blobs.stage(id, head.body, { ...writeOptions, onProgress: (n) => { size = n } })
   } catch (err) {
     // Node reports a sender that hung up as a bare "aborted".
     const raw = err instanceof Error ? err.message : String(err)
@@ -153,7 +157,7 @@ async function ingestClaimed(deps: IngestDeps, id: string, body: AsyncIterable<U
       if (!ours(r) || r.status !== 'downloading') return undefined
       if (!committed) await staged.commit()
       committed = true
-      return { ...clearError(r), status: 'complete', ...staged.data, download_end: new Date().toISOString() }
+      return { ...clearError(r), status: 'complete', ...staged.data, snapshot_guid: snapshotGuidOf(head.head()), download_end: new Date().toISOString() }
     })
   } catch (err) {
     await staged.discard()

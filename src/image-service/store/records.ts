@@ -43,6 +43,13 @@ export interface RecordBackend {
   del(id: string, expectedRev: Rev): Promise<boolean>
   /** The next version number of a name: atomic across replicas, never handed out twice. */
   nextVersion(name: string): Promise<number>
+  /**
+   * Take version `n` of a name chosen by the caller: true (and the counter
+   * moves to n, so later nextVersion calls go past it) only when n is above
+   * every version the name has handed out; atomic across replicas. `claim`
+   * (fresh per create) tells a retried call that its first attempt landed.
+   */
+  claimVersion(name: string, n: number, claim: string): Promise<boolean>
   /** Mark `id`'s transfer as owned by this replica until release() (or until this replica dies). */
   claimTransfer(id: string): Promise<TransferClaim>
   /** Like put, but only while no replica holds a claim on `id` (false otherwise). */
@@ -82,7 +89,7 @@ export function normalizeRecord(raw: unknown, id: string): ImageRecord {
   const base: ImageRecord = {
     id, source: '', type, comment: '', status: 'pending', size: 0, expected_size: -1,
     download_start: ZERO_TIME, download_end: ZERO_TIME, sha256: '', md5: '', sha512: '',
-    name: '', version: 0, created_at: when, updated_at: when,
+    name: '', version: 0, created_at: when, updated_at: when, snapshot_guid: '', origin: '', increment: null,
     glance: {
       visibility: 'shared', protected: false, ...defaultFormats(type), min_disk: 0, min_ram: 0,
       tags: [], owner: null, os_hidden: false, properties: {},
@@ -107,11 +114,11 @@ export class LevelRecords implements RecordBackend {
   readonly shared = false
   private readonly lock = createKeyedLock()
   private readonly images: Table<ImageRecord>
-  private readonly names: Table<{ last: number }>
+  private readonly names: Table<{ last: number; claim?: string }>
 
   constructor(private readonly db: Db) {
     this.images = db.table<ImageRecord>('images')
-    this.names = db.table<{ last: number }>('image-names')
+    this.names = db.table<{ last: number; claim?: string }>('image-names')
   }
 
   async get(id: string): Promise<Versioned | undefined> {
@@ -146,6 +153,16 @@ export class LevelRecords implements RecordBackend {
       const next = ((await this.names.get(name))?.last ?? 0) + 1
       await this.names.put(name, { last: next })
       return next
+    })
+  }
+
+  claimVersion(name: string, n: number, claim: string): Promise<boolean> {
+    return this.lock.run(`name:${name}`, async () => {
+      const cur = await this.names.get(name)
+      if (cur?.last === n && cur.claim === claim) return true
+      if ((cur?.last ?? 0) >= n) return false
+      await this.names.put(name, { last: n, claim })
+      return true
     })
   }
 

@@ -12,8 +12,7 @@ import {
   ListObjectsV2Command, S3Client, S3ServiceException, UploadPartCopyCommand,
 } from '@aws-sdk/client-s3'
 import { Upload } from '@aws-sdk/lib-storage'
-import { BlobStoreError, InvalidIdError, Meter, writeBlob, type BlobStore, type OpenedBlob, type Staged, type StoredData, type WriteOptions } from './blobs.js'
-import { isImageId } from './store.js'
+import { BlobStoreError, InvalidIdError, isBlobKey, Meter, writeBlob, type BlobStore, type OpenedBlob, type Staged, type StoredData, type WriteOptions } from './blobs.js'
 
 const MiB = 1024 ** 2
 /** S3's limit for one CopyObject; larger objects are copied part by part (UploadPartCopy). */
@@ -69,7 +68,7 @@ export class S3Blobs implements BlobStore {
   }
 
   keyOf(id: string): string {
-    if (!isImageId(id)) throw new InvalidIdError(id)
+    if (!isBlobKey(id)) throw new InvalidIdError(id)
     return `${this.prefix}images/${id.toLowerCase()}`
   }
 
@@ -106,7 +105,8 @@ export class S3Blobs implements BlobStore {
   }
 
   async stage(id: string, body: AsyncIterable<Uint8Array>, o: WriteOptions = {}): Promise<Staged> {
-    const final = this.keyOf(id)
+    // A bad key is refused before any byte is stored.
+    this.keyOf(id)
     const tmp = `${this.prefix}tmp/${id.toLowerCase()}.${randomBytes(6).toString('hex')}`
     const meter = new Meter(o)
     // Enough parts for the largest body we may get (S3 allows 10,000), at least 8 MiB each.
@@ -151,8 +151,9 @@ export class S3Blobs implements BlobStore {
     let committed = false
     return {
       data,
-      commit: async () => {
+      commit: async (as) => {
         if (committed) return
+        const final = this.keyOf(as ?? id)
         try {
           await this.copy(tmp, final, size)
         } catch (err) {

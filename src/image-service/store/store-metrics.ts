@@ -38,6 +38,7 @@ export function meteredRecords(records: RecordBackend, metrics: StoreMetrics): R
     put: (id, rec, rev) => count('put', records.put(id, rec, rev)),
     del: (id, rev) => count('del', records.del(id, rev)),
     nextVersion: (name) => count('next_version', records.nextVersion(name)),
+    claimVersion: (name, n, claim) => count('claim_version', records.claimVersion(name, n, claim)),
     claimTransfer: (id) => count('claim', records.claimTransfer(id)),
     putIfUnowned: (id, rec, rev) => count('put_if_unowned', records.putIfUnowned(id, rec, rev)),
     health: () => records.health(),
@@ -67,8 +68,8 @@ export function meteredBlobs(blobs: BlobStore, metrics: StoreMetrics, backend: s
       const staged = await blobs.stage(id, body, o)
       return {
         data: staged.data,
-        commit: async () => {
-          await staged.commit()
+        commit: async (as) => {
+          await staged.commit(as)
           written.inc(staged.data.size)
         },
         discard: () => staged.discard(),

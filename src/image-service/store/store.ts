@@ -51,6 +51,14 @@ export interface GlanceFields {
   properties: Record<string, string>
 }
 
+/** A `zfs send -i` stream stored beside an image's full stream: from its origin's snapshot to this image's. */
+export interface Increment {
+  /** Decimal guid of the origin's snapshot (the stream's fromguid). */
+  from_guid: string
+  size: number
+  sha256: string
+}
+
 export interface ImageRecord {
   id: string
   /** URL the data was fetched from ('' for uploads). */
@@ -79,6 +87,14 @@ export interface ImageRecord {
    * since. Absent on records written before generations existed.
    */
   generation?: string
+  /**
+   * Decimal guid of the snapshot the stored bytes carry when they are a plain
+   * full zfs send stream (the BEGIN record's toguid); '' for anything else.
+   */
+  snapshot_guid: string
+  /** Id of the image this one has an increment from; '' when none. */
+  origin: string
+  increment: Increment | null
 }
 
 export interface NewImage {
@@ -87,6 +103,8 @@ export interface NewImage {
   type: ImageType
   comment?: string
   name?: string
+  /** A version the publisher chose (with a name): refused with VersionTakenError when the name has had it. */
+  version?: number
   glance?: Partial<GlanceFields>
 }
 
@@ -94,6 +112,13 @@ export class ImageExistsError extends Error {
   override name = 'ImageExistsError'
   constructor(id: string) {
     super(`image ${id} already exists`)
+  }
+}
+
+export class VersionTakenError extends Error {
+  override name = 'VersionTakenError'
+  constructor(name: string, version: number) {
+    super(`image name ${JSON.stringify(name)} already has (or had) version ${version}; versions are never reused`)
   }
 }
 
@@ -138,6 +163,7 @@ export class ImageStore {
       if (await this.retrying(() => this.backend.get(id))) throw new ImageExistsError(id)
       const now = new Date().toISOString()
       const name = init.name ?? ''
+      if (init.version !== undefined && name === '') throw new Error('a version needs a name')
       const rec: ImageRecord = {
         id,
         source: init.source ?? '',
@@ -152,10 +178,13 @@ export class ImageStore {
         md5: '',
         sha512: '',
         name,
-        version: name === '' ? 0 : await this.retrying(() => this.backend.nextVersion(name)),
+        version: name === '' ? 0 : await this.versionFor(name, init.version),
         created_at: now,
         updated_at: now,
         generation: randomUUID(),
+        snapshot_guid: '',
+        origin: '',
+        increment: null,
         glance: {
           visibility: 'shared',
           protected: false,
@@ -211,9 +240,11 @@ export class ImageStore {
    * Delete and return the record (undefined when there was none; deleting
    * twice is fine). `andThen` runs under the record's in-process lock after the
    * delete (removing the data file there means a re-created image's new file
-   * can never be removed by an older delete of this replica).
+   * can never be removed by an older delete of this replica); it gets the
+   * record as it was deleted, which may be newer than the caller's copy (an
+   * increment linked meanwhile).
    */
-  async remove(id: string, andThen?: () => Promise<void>): Promise<ImageRecord | undefined> {
+  async remove(id: string, andThen?: (gone: ImageRecord | undefined) => Promise<void>): Promise<ImageRecord | undefined> {
     if (!isImageId(id)) return undefined
     const key = id.toLowerCase()
     return this.lock.run(key, async () => {
@@ -222,7 +253,7 @@ export class ImageStore {
         if (!cur) return { done: undefined }
         return { write: () => this.backend.del(key, cur.rev), check: async () => (await this.backend.get(key)) === undefined, done: cur.value }
       })
-      await andThen?.()
+      await andThen?.(gone)
       return gone
     })
   }
@@ -255,6 +286,20 @@ export class ImageStore {
       if (await this.retrying(() => this.backend.putIfUnowned(value.id, next, rev))) marked.push(value.id)
     }
     return marked
+  }
+
+  /** Ids of the records that name `id` as their origin, sorted. */
+  async dependents(id: string): Promise<string[]> {
+    const key = id.toLowerCase()
+    return (await this.list()).filter((r) => r.origin === key).map((r) => r.id).sort()
+  }
+
+  /** An explicit version is claimed on the name's counter (atomic across replicas); else the next one. */
+  private async versionFor(name: string, wanted: number | undefined): Promise<number> {
+    if (wanted === undefined) return this.retrying(() => this.backend.nextVersion(name))
+    const claim = randomUUID()
+    if (!(await this.retrying(() => this.backend.claimVersion(name, wanted, claim)))) throw new VersionTakenError(name, wanted)
+    return wanted
   }
 
   async findBySource(source: string): Promise<ImageRecord | undefined> {

@@ -9,6 +9,7 @@ import { Readable } from 'node:stream'
 import { parseConfig } from '../../../src/image-service/config.js'
 import { parseBlobsUrl } from '../../../src/image-service/store/blobs-url.js'
 import { ImageFiles } from '../../../src/image-service/store/files.js'
+import { incrementKey, writeBlob } from '../../../src/image-service/store/blobs.js'
 import { getJson, nativeUpload, startTestService, tempDir } from '../../helpers/image-service.js'
 
 const ID = '3f2c1d7e-8a9b-4c0d-9e1f-2a3b4c5d6e7f'
@@ -36,6 +37,23 @@ t.test('directory store through the interface: stage, open/stream ranges, exists
   await b?.close()
   await b?.close()
   t.pass('close without stream, twice, is fine')
+})
+
+t.test('directory store: an increment is a second blob under a key derived from its digest', async (t) => {
+  const files = new ImageFiles(tempDir(t))
+  await files.init()
+  await writeBlob(files, ID, Readable.from([Buffer.from('full')]))
+  const staged = await files.stage(ID, Readable.from([Buffer.from('incr')]))
+  const key = incrementKey(ID, staged.data.sha256)
+  await staged.commit(key)
+  t.equal((await collect(await (await files.open(key))!.stream(0, 3))).toString(), 'incr', 'committed under the derived key')
+  t.equal((await collect(await (await files.open(ID))!.stream(0, 3))).toString(), 'full', 'the image\'s own blob untouched')
+  for (const bad of [`${ID}.increment.${'0'.repeat(63)}`, `${ID}.increment.${'0'.repeat(64)}/x`, `${ID}.other`, `../${ID}`, `${ID.slice(0, 35)}.increment.${'0'.repeat(64)}`]) {
+    t.throws(() => files.pathOf(bad), { name: 'InvalidIdError' }, `${bad} is no key`)
+  }
+  await files.remove(key)
+  t.equal(await files.exists(key), false)
+  t.equal(await files.exists(ID), true, 'removing the increment leaves the image')
 })
 
 t.test('GET /blobs/sha256/<hex> and /metrics on the directory store', async (t) => {

@@ -8,7 +8,8 @@ import {
   TESTDATA, UUID_RE, getJson, nativeUpload, startSourceServer, startTestService, waitForNative,
 } from '../../helpers/image-service.js'
 
-const NATIVE_KEYS = ['id', 'source', 'type', 'comment', 'status', 'size', 'expected_size', 'download_start', 'download_end', 'sha256', 'name', 'version']
+// The original's metadata.Image, then our additions (issue 16: the lineage of zfs increments).
+const NATIVE_KEYS = ['id', 'source', 'type', 'comment', 'status', 'size', 'expected_size', 'download_start', 'download_end', 'sha256', 'name', 'version', 'snapshot_guid', 'origin', 'increment']
 
 t.test('ReceiveImage (PUT /images)', async (t) => {
   const { native } = await startTestService(t)

@@ -37,6 +37,7 @@ class Flaky implements RecordBackend {
   }
   del(id: string, rev: Rev) { return this.inner.del(id, rev) }
   nextVersion(name: string) { return this.inner.nextVersion(name) }
+  claimVersion(name: string, n: number, claim: string) { return this.inner.claimVersion(name, n, claim) }
   claimTransfer(id: string) { return this.inner.claimTransfer(id) }
   putIfUnowned(id: string, rec: ImageRecord, rev: Rev) { return this.inner.putIfUnowned(id, rec, rev) }
   health() { return this.inner.health() }
@@ -58,6 +59,11 @@ t.test('level backend: compare-and-swap by revision', async (t) => {
   t.equal(await b.del(id, (await b.get(id))!.rev), true)
   t.equal(await b.get(id), undefined)
   t.same([await b.nextVersion('n'), await b.nextVersion('n'), await b.nextVersion('m')], [1, 2, 1], 'per-name counters')
+  t.equal(await b.claimVersion('n', 2, 'c1'), false, 'a version handed out cannot be claimed')
+  t.equal(await b.claimVersion('n', 5, 'c2'), true, 'one above the counter can')
+  t.equal(await b.claimVersion('n', 5, 'c2'), true, 'the same claim again (a retried call whose first attempt landed)')
+  t.equal(await b.claimVersion('n', 5, 'c3'), false, 'another claim of it cannot')
+  t.equal(await b.nextVersion('n'), 6, 'the counter moved past the claimed version')
   const claim = await b.claimTransfer(id)
   t.equal(claim.signal.aborted, false)
   await claim.release()
@@ -71,6 +77,7 @@ t.test('records missing newer fields (original Go service, older versions) load 
   const r = normalizeRecord(go, id)
   t.match(r, { ...go, sha256: '', md5: '', sha512: '', name: '', version: 0, created_at: go.download_start, updated_at: go.download_start })
   t.equal(r.generation, undefined, 'no generation invented')
+  t.same([r.snapshot_guid, r.origin, r.increment], ['', '', null], 'no lineage')
   t.same(r.glance, { visibility: 'shared', protected: false, disk_format: 'raw', container_format: 'docker', min_disk: 0, min_ram: 0, tags: [], owner: null, os_hidden: false, properties: {} })
   t.same(Object.keys(r).slice(0, 9), Object.keys(go), 'present keys keep their order')
   t.equal(normalizeRecord({ id, type: 'kvm', download_start: ZERO_TIME }, id).created_at, ZERO_TIME)
