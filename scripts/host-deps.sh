@@ -15,7 +15,7 @@ command -v nginx >/dev/null || need+=(nginx-light)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then echo "host-deps: please install: ${need[*]}" >&2; exit 1; fi
 echo "host-deps: installing ${need[*]}" >&2
-apt-get update -qq >&2
+apt-get update -qq -o DPkg::Lock::Timeout=600 >&2
 # Debian's maintainer scripts would start the daemons as services: the tests start their own.
 [ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; added_policy=1; }
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=600 "${need[@]}" >&2

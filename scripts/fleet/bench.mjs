@@ -55,7 +55,9 @@ async function replica() {
 }
 
 const drain = async (r) => { let n = 0; for await (const c of r.body) n += c.length; return n }
-const readBytes = async (url) => Number(/^image_service_blob_read_bytes_total\{backend="s3"\} (\d+)$/m.exec(await (await fetch(`${url}/metrics`)).text())?.[1] ?? 0)
+// Once more on a failure: the pool may hand out a keep-alive socket the replica closed while nginx started.
+const metrics = (url) => fetch(`${url}/metrics`).catch(() => fetch(`${url}/metrics`))
+const readBytes = async (url) => Number(/^image_service_blob_read_bytes_total\{backend="s3"\} (\d+)$/m.exec(await (await metrics(url)).text())?.[1] ?? 0)
 
 /** `clients` closed loops of `pull` for `seconds`: completed pulls per second and MB/s. */
 async function closedLoop(pull) {

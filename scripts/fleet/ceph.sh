@@ -30,7 +30,7 @@ install() {
   [ ${#need[@]} -eq 0 ] && return 0
   [ "$(id -u)" = 0 ] || die "please install: ${need[*]}"
   echo "ceph.sh: installing ${need[*]}" >&2
-  apt-get update -qq >&2
+  apt-get update -qq -o DPkg::Lock::Timeout=600 >&2
   # Debian's maintainer scripts would start the daemons as services: the tests start their own.
   local added=''
   [ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; added=1; }
@@ -60,7 +60,7 @@ start_rgw() {
 
 up() {
   local dir=$1
-  command -v ceph-mon >/dev/null && command -v radosgw >/dev/null || die "not installed: run '$0 install'"
+  command -v ceph-mon >/dev/null && command -v radosgw >/dev/null || install
   [ -e "$dir/ceph.conf" ] && die "$dir already holds a cluster (down it first)"
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)

@@ -10,6 +10,9 @@ cmd=${1:?usage: engines.sh up|down DIR}
 dir=${2:?usage: engines.sh up|down DIR}
 case "$cmd" in
   up)
+    # A fresh machine has none of them: install first, one apt at a time (they share its lock).
+    bash "$here/etcd.sh" install >&2
+    bash "$here/ceph.sh" install >&2
     mkdir -p "$dir"
     bash "$here/etcd.sh" up "$dir/etcd" >"$dir/etcd.log" 2>&1 & e=$!
     bash "$here/ceph.sh" up "$dir/ceph" >"$dir/ceph.log" 2>&1 & c=$!

@@ -38,7 +38,7 @@ case "$cmd" in
     # PID 1 is not systemd here, but make sure the package's maintainer scripts start nothing.
     created_policy=
     if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; created_policy=1; fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server etcd-client || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server etcd-client; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -o DPkg::Lock::Timeout=600 etcd-server etcd-client || { apt-get update -o DPkg::Lock::Timeout=600 && DEBIAN_FRONTEND=noninteractive apt-get install -y -o DPkg::Lock::Timeout=600 etcd-server etcd-client; }
     [ -n "$created_policy" ] && rm -f /usr/sbin/policy-rc.d
     exit 0
     ;;

@@ -22,7 +22,7 @@ install() {
   [ ${#need[@]} -eq 0 ] && return 0
   [ "$(id -u)" = 0 ] || die "please install: ${need[*]}"
   echo "nginx.sh: installing ${need[*]}" >&2
-  apt-get update -qq >&2
+  apt-get update -qq -o DPkg::Lock::Timeout=600 >&2
   # Debian's maintainer scripts would start the daemons as services: the tests start their own.
   local added=''
   [ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; added=1; }
@@ -34,7 +34,7 @@ up() {
   local dir=$1 port=$2
   shift 2
   [ $# -ge 1 ] || die "usage: $0 up DIR PORT UPSTREAM..."
-  command -v nginx >/dev/null || die "not installed: run '$0 install'"
+  command -v nginx >/dev/null || install
   [ -e "$dir/nginx.conf" ] && die "$dir already holds an nginx (down it first)"
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
