@@ -5,7 +5,7 @@
  * scripts/reliability.sh collects, raw HTTP posts, and ZFS state captures to
  * prove that nothing outside the agent's trees moved.
  */
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import type { Test } from 'tap'
 import { sh } from './zpool.js'
 
@@ -156,4 +156,17 @@ export async function streamOf(args: string): Promise<Buffer> {
   })
   if (r.status !== 0) throw new Error(`zfs send ${args}: ${r.stderr}`)
   return r.stdout
+}
+
+/**
+ * If this test process is still running after `ms`, a separate shell prints
+ * the machine's state as TAP comments: it writes to our stdout itself, so it
+ * reports even when this process's event loop is stuck. Stopped in teardown.
+ */
+export function reportIfHung(t: { teardown(fn: () => void): void }, ms: number): void {
+  const script = `sleep ${Math.ceil(ms / 1000)}; { echo "HUNG after ${Math.ceil(ms / 1000)} s (pid ${process.pid}): state follows"; df -m /tmp; free -m; zpool list; zpool status -x;
+    ps -eo pid,ppid,stat,etime,wchan:28,args --sort=start_time | grep -v '\\[' | tail -40; cat /proc/${process.pid}/stack 2>/dev/null; grep -E 'State|Threads' /proc/${process.pid}/status; ls -l /proc/${process.pid}/task | wc -l; for t in /proc/${process.pid}/task/*; do echo "$t $(cat $t/wchan) $(cat $t/stat | cut -d' ' -f3)"; done; } 2>&1 | sed 's/^/# /'`
+  const child = spawn('bash', ['-c', script], { stdio: ['ignore', 'inherit', 'ignore'], detached: true })
+  child.unref()
+  t.teardown(() => { try { process.kill(-child.pid!, 'SIGKILL') } catch { /* gone */ } })
 }

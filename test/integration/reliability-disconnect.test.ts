@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto'
 import { bash, haveZfs, sh, volumeWithSnapshot } from '../helpers/zpool.js'
 import { startAgent } from '../helpers/agent.js'
 import { HOLD_PREFIX } from '../../src/agent/services/downloads.js'
-import { knob, pool as limited, prng, summary, Tally, waitEmpty, zfsStreams } from '../helpers/reliability.js'
+import { knob, pool as limited, prng, reportIfHung, summary, Tally, waitEmpty, zfsStreams } from '../helpers/reliability.js'
 
 if (!haveZfs) { t.comment('real ZFS only: run inside the VM (npm test does)'); process.exit(0) }
 
@@ -65,6 +65,7 @@ function download(base: string, id: string, mode: Mode, cutAt: number): Promise<
 const ourHolds = (snaps: string[]) => sh('zfs', ['holds', '-H', ...snaps]).split('\n').filter((l) => l.includes(HOLD_PREFIX))
 
 t.test('clients that disconnect mid-download leave no zfs send and no hold', async (t) => {
+  reportIfHung(t, 180_000 + N * 500)
   const a = await startAgent(t)
   const P = a.pool
   const snaps = ['d0', 'd1', 'd2'].map((n) => volumeWithSnapshot(`${P}/guests/${n}`, { sizeMiB: 32, fillMiB: 16 }))
