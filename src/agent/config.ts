@@ -46,6 +46,11 @@ export interface Config {
    * format, and on a qcow2's virtual size. Temporary zvols are made this big.
    */
   readonly maxImageBytes: number
+  /**
+   * Most increments one RequestImage fetches to reach an image from a version
+   * this agent holds (image versions as zfs increments); 0: always the full stream.
+   */
+  readonly incrementDepth: number
   /** When set, start-up sets this quota (bytes) on <pool>/images: imports can never fill the pool under the guests. */
   readonly imagesQuota?: number
   /**
@@ -93,6 +98,7 @@ export const DEFAULTS: Config = {
   fetchIdleTimeoutMs: 60_000,
   zfsTimeoutMs: 10 * 60_000,
   maxImageBytes: 256 * 2 ** 30,
+  incrementDepth: 8,
   acceptUndigestedImages: false,
   maxDownloads: 16,
   downloadIdleTimeoutMs: 60_000,
@@ -115,6 +121,7 @@ const OPTIONS: ReadonlyArray<readonly [keyof Config, string, string | undefined,
   ['socket', '--socket', undefined, 'MISTIFY_SOCKET'],
   ['fileSources', '--file-sources', undefined, 'MISTIFY_FILE_SOURCES'],
   ['maxImageBytes', '--max-image-size', undefined, 'MISTIFY_MAX_IMAGE_SIZE'],
+  ['incrementDepth', '--increment-depth', undefined, 'MISTIFY_INCREMENT_DEPTH'],
   ['imagesQuota', '--images-quota', undefined, 'MISTIFY_IMAGES_QUOTA'],
   ['acceptUndigestedImages', '--accept-undigested-images', undefined, 'MISTIFY_ACCEPT_UNDIGESTED_IMAGES'],
   ['tokenFile', '--token-file', undefined, 'MISTIFY_TOKEN_FILE'],
@@ -128,7 +135,7 @@ const OPTIONS: ReadonlyArray<readonly [keyof Config, string, string | undefined,
 const CONFIG_FLAG = '--config'
 const CONFIG_ENV = 'MISTIFY_CONFIG'
 
-const NUMERIC = new Set<keyof Config>(['port', 'fetchers', 'maxPending', 'fetchIdleTimeoutMs', 'zfsTimeoutMs', 'maxDownloads', 'downloadIdleTimeoutMs'])
+const NUMERIC = new Set<keyof Config>(['port', 'fetchers', 'maxPending', 'fetchIdleTimeoutMs', 'zfsTimeoutMs', 'maxDownloads', 'downloadIdleTimeoutMs', 'incrementDepth'])
 /** Byte counts: a whole number with an optional K, M, G or T (powers of 1024). */
 const SIZES = new Set<keyof Config>(['maxImageBytes', 'imagesQuota'])
 const BOOLEANS = new Set<keyof Config>(['acceptUndigestedImages'])
@@ -186,7 +193,7 @@ const FILE_KEYS: Readonly<Record<keyof Config, 'string' | 'integer' | 'boolean' 
   zpool: 'string', listen: 'string', port: 'integer', imageServer: 'urls', metadataDir: 'string',
   fetchers: 'integer', maxPending: 'integer', fetchIdleTimeoutMs: 'integer', zfsTimeoutMs: 'integer',
   token: 'string', socket: 'string', fileSources: 'string',
-  maxImageBytes: 'integer', imagesQuota: 'integer', acceptUndigestedImages: 'boolean',
+  maxImageBytes: 'integer', incrementDepth: 'integer', imagesQuota: 'integer', acceptUndigestedImages: 'boolean',
   tokenFile: 'string', allowedHosts: 'list', maxDownloads: 'integer', downloadIdleTimeoutMs: 'integer',
   allowSourceHosts: 'words', urlSources: 'string',
 }
@@ -297,6 +304,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv, rea
   if (c.token !== undefined && /\s/.test(c.token)) throw new ConfigError('token: must not contain whitespace')
   if (c.fileSources !== undefined && !c.fileSources.startsWith('/')) throw new ConfigError('file-sources: an absolute directory')
   if (!(c.maxImageBytes > 0)) throw new ConfigError('max-image-size: more than 0 bytes')
+  if (c.incrementDepth > 64) throw new ConfigError('increment-depth: at most 64')
   if (c.imagesQuota !== undefined && !(c.imagesQuota > 0)) throw new ConfigError('images-quota: more than 0 bytes')
   if (c.maxDownloads < 1) throw new ConfigError('max-downloads: at least 1')
   if (c.downloadIdleTimeoutMs < 1) throw new ConfigError('download-idle-timeout-ms: at least 1')

@@ -61,6 +61,12 @@ export class InvalidDatasetNameError extends ZfsError {
 export class HasDependentClonesError extends ZfsError {
   override name = 'HasDependentClonesError'
   override readonly kind = 'has_clones'
+  /** The clones zfs named as in the way (its `use '-R'` list, snapshots left out). */
+  get dependents(): string[] {
+    const lines = (this.command?.stderr ?? '').split('\n').map((l) => l.trim())
+    const from = lines.findIndex((l) => l.startsWith("use '-R'"))
+    return from < 0 ? [] : lines.slice(from + 1).filter((l) => l !== '' && !l.includes('@'))
+  }
 }
 export class HasChildrenError extends ZfsError {
   override name = 'HasChildrenError'

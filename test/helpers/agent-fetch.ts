@@ -68,7 +68,8 @@ export function agentFetch(t: T, imageServer: string, o: { slowMs?: number; firs
   t.teardown(() => fetches.close())
   const d = {
     zfs, scope: createScope('tank'), records, fetches,
-    config: { ...DEFAULTS, imageServer: normaliseImageServers(imageServer), fetchIdleTimeoutMs: 5000, allowSourceHosts: ['127.0.0.1'] },
+    // Full streams only: these tests count every request a replica sees (increments have their own tests).
+    config: { ...DEFAULTS, imageServer: normaliseImageServers(imageServer), fetchIdleTimeoutMs: 5000, allowSourceHosts: ['127.0.0.1'], incrementDepth: 0 },
   } as unknown as Deps
   const fetchImage = createImageFetch(d, { firstReplica: o.firstReplica ?? 0 })
   return { fetch: (id: string) => fetchImage(id, '', false, undefined, undefined), received, fed }

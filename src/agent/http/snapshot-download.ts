@@ -34,7 +34,7 @@ export const fromQuery: RequestReader = async (ctx) => {
     throw new InvalidParamsError(`${k}: expected 1/true or 0/false, got ${JSON.stringify(v)}`)
   }
   return {
-    id: one('id'), from: one('from'), token: one('token'),
+    id: one('id'), from: one('from'), from_guid: one('from_guid'), token: one('token'),
     recursive: flag('recursive'), intermediates: flag('intermediates'), compressed: flag('compressed'), raw: flag('raw'),
   }
 }

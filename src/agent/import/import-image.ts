@@ -13,7 +13,7 @@ import { pipeline, Readable } from 'node:stream'
 import { createGunzip } from 'node:zlib'
 import { AgentError, UpstreamError } from '../errors.js'
 import { DatasetBusyError, DatasetNotFoundError, ZfsError, type Zfs, zvolPath } from '../../zfs/index.js'
-import { assertPlainStream, decideFormat, isGzip, SNIFF_BYTES, zfsStreamHeader, type PayloadFormat } from './payload.js'
+import { assertIncrementFrom, assertPlainStream, decideFormat, isGzip, SNIFF_BYTES, zfsStreamHeader, type PayloadFormat } from './payload.js'
 import { waitForDevice, writeToDevice } from './device-write.js'
 import { qcow2Check, qcow2Info, qcow2ToDevice } from './qemu-img.js'
 import { INCOMING_PREFIX, PROP_FORMAT, PROP_IMAGE, PROP_SHA256, SPOOL_PREFIX } from '../catalog.js'
@@ -28,7 +28,7 @@ export const DISK_IMAGE_SNAPSHOT = 'image'
  * Exposure and integrity: volmode/snapdev decide which devices appear,
  * checksum=off or sync=disabled weaken every clone. Our own markers: a
  * stream that brought `mistify:image` would be adopted as verified after a
- * crash. Plain full streams (the only kind accepted) carry no properties;
+ * crash. Plain full streams and increments (the only kinds accepted) carry no properties;
  * this holds even if that check were ever loosened.
  */
 export const RECEIVE_EXCLUDED_PROPERTIES = [
@@ -89,6 +89,10 @@ export async function importImage(o: {
   format?: PayloadFormat | undefined
   /** Most decoded bytes (after gunzip) and largest qcow2 virtual size accepted. */
   maxBytes: number
+  /** The body is an increment from this image snapshot of ours: received as its clone. */
+  origin?: string | undefined
+  /** The guid the stream's snapshot must carry, when the image service published one. */
+  snapshotGuid?: string | undefined
 }): Promise<Imported> {
   const { zfs, id } = o
   const temp = `${o.imagesRoot}/${INCOMING_PREFIX}${id}`
@@ -136,18 +140,25 @@ export async function importImage(o: {
     let snapName = DISK_IMAGE_SNAPSHOT
     let volsize: number
     const scratchBytes = roundUp(o.maxBytes, VOLSIZE_STEP)
+    if (o.origin !== undefined && format !== 'zfs') throw new UpstreamError(`image ${id}: an increment must be a zfs send stream, got ${format}`)
     if (format === 'zfs') {
-      assertPlainStream(id, zfsStreamHeader(payload.head))
+      const h = zfsStreamHeader(payload.head)
+      if (o.origin === undefined) assertPlainStream(id, h)
+      else assertIncrementFrom(id, h, { snapshot: o.origin, guid: BigInt((await zfs.getDataset(o.origin, x)).guid) })
+      if (o.snapshotGuid && h.toguid !== BigInt(o.snapshotGuid)) {
+        throw new UpstreamError(`image ${id}: the stream's snapshot has guid ${h.toguid}, the image service published ${o.snapshotGuid}`)
+      }
       // Read-ahead: while zfs drains the pipe, the next bytes are fetched and hashed (one thread does both).
       const feed = Readable.from(payload.all, { objectMode: false, highWaterMark: RECEIVE_READ_AHEAD })
-      await zfs.receive(temp, feed, { noMount: true, exclude: RECEIVE_EXCLUDED_PROPERTIES }, x).catch((e: unknown) => {
+      const asClone = o.origin === undefined ? {} : { props: { origin: o.origin } }
+      await zfs.receive(temp, feed, { noMount: true, exclude: RECEIVE_EXCLUDED_PROPERTIES, ...asClone }, x).catch((e: unknown) => {
         // Both are the image's fault, and must say so rather than 'internal error': zfs refusing the stream
         // (unknown feature flags, say), and zfs done with a whole stream while the body goes on (the pipe closed under it).
         if (e instanceof ZfsError && e.kind === 'other') throw new UpstreamError(`image ${id}: zfs receive refused the stream: ${e.message}`, { cause: e })
         if (!(e instanceof AgentError) && !(e instanceof ZfsError)) throw new UpstreamError(`image ${id}: zfs receive ended before the body did (${(e as Error).message})`, { cause: e })
         throw e
       })
-      ;({ snapName, volsize } = await onlySnapshot(zfs, id, temp, x))
+      ;({ snapName, volsize } = await onlySnapshot(zfs, id, temp, o.origin, x))
     } else {
       await createScratchVolume(zfs, temp, scratchBytes, x)
       if (format === 'raw') {
@@ -208,14 +219,16 @@ async function createScratchVolume(zfs: Zfs, name: string, bytes: number, x: { s
 }
 
 /** A received stream must be one volume with exactly one snapshot: its name, and the volume's size. */
-async function onlySnapshot(zfs: Zfs, id: string, temp: string, x: { signal?: AbortSignal }): Promise<{ snapName: string; volsize: number }> {
+async function onlySnapshot(zfs: Zfs, id: string, temp: string, origin: string | undefined, x: { signal?: AbortSignal }): Promise<{ snapName: string; volsize: number }> {
   // One listing answers both questions: what was received, and its snapshots.
   const all = await zfs.listDatasets({ types: ['filesystem', 'volume', 'snapshot'], roots: [temp], depth: 1 }, x)
   const dataset = all.find((d) => d.name === temp)
   if (!dataset) throw new UpstreamError(`image ${id}: zfs receive left no ${temp}`)
   if (dataset.type !== 'volume') throw new UpstreamError(`image ${id}: the stream holds a ${dataset.type}, not a volume`)
-  // Belt and braces for the header check: an image shares no blocks with anything outside images/.
-  if (dataset.origin) throw new UpstreamError(`image ${id}: the received volume is a clone of ${dataset.origin}`)
+  // Belt and braces for the header check: an image shares blocks only with the image it was declared an increment of.
+  if ((dataset.origin ?? '') !== (origin ?? '')) {
+    throw new UpstreamError(`image ${id}: the received volume is ${dataset.origin ? `a clone of ${dataset.origin}` : 'no clone'}${origin ? `, not a clone of ${origin}` : ''}`)
+  }
   const snaps = all.filter((d) => d.name.startsWith(`${temp}@`))
   if (snaps.length !== 1) throw new UpstreamError(`image ${id}: the stream must hold exactly one snapshot, it held ${snaps.length}`)
   return { snapName: snaps[0]!.name.slice(temp.length + 1), volsize: dataset.volsize ?? 0 }

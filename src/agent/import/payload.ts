@@ -37,6 +37,21 @@ export function assertPlainStream(id: string, h: StreamHeader): void {
   if (h.fromguid !== 0n) throw new UpstreamError(`image ${id}: an incremental stream is not accepted (from guid ${h.fromguid}); send a full stream`)
 }
 
+/**
+ * An increment may become an image only as a clone of the one in-tree
+ * snapshot it was declared to start from: its from-guid must be that
+ * snapshot's (read from zfs, not from any record), checked before a byte is
+ * received; `zfs receive -o origin=` then ties it to that snapshot alone.
+ * A clone stream from that same snapshot is the same thing, so it passes.
+ */
+export function assertIncrementFrom(id: string, h: StreamHeader, origin: { snapshot: string; guid: bigint }): void {
+  if (h.compound) throw new UpstreamError(`image ${id}: a replication or properties stream (zfs send -R/-p) is not accepted as an increment; send zfs send -i alone`)
+  if (h.fromguid === 0n) throw new UpstreamError(`image ${id}: the increment is a full stream, not one from ${origin.snapshot}`)
+  if (h.fromguid !== origin.guid) {
+    throw new UpstreamError(`image ${id}: the increment starts from guid ${h.fromguid}, not from ${origin.snapshot} (guid ${origin.guid}); refused before receiving`)
+  }
+}
+
 export function isGzip(head: Buffer): boolean {
   return head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b
 }

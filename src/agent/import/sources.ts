@@ -7,7 +7,7 @@ import { open, readlink, realpath, type FileHandle } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { InvalidParamsError, UpstreamError } from '../errors.js'
-import { openResumableSource, type Source } from './http-source.js'
+import { openResumableSource, openSource, type Source } from './http-source.js'
 import { checkUrl, type SourcePolicy } from '../../common/address-policy.js'
 import { imageServers } from '../config.js'
 
@@ -47,17 +47,21 @@ export function sourceUrl(imageServer: string, id: string, source: string, fileS
   return u
 }
 
-const downloadUrl = (server: string, id: string) => new URL(`${server}/images/${encodeURIComponent(id)}/download`)
+/** What of an image the image service serves: its full stream, its record (JSON), or its increment from its origin. */
+export type ServiceResource = 'download' | 'record' | 'increment'
+
+const downloadUrl = (server: string, id: string, what: ServiceResource = 'download') =>
+  new URL(`${server}/images/${encodeURIComponent(id)}${what === 'record' ? '' : `/${what}`}`)
 
 /**
- * The image's download URL on every replica of the image service, starting
- * with replica `start` (modulo their number) and going round: the order a
- * fetch tries them in.
+ * The image's URL (its download by default) on every replica of the image
+ * service, starting with replica `start` (modulo their number) and going
+ * round: the order a fetch tries them in.
  */
-export function replicaUrls(imageServer: string, id: string, start: number): URL[] {
+export function replicaUrls(imageServer: string, id: string, start: number, what: ServiceResource = 'download'): URL[] {
   const all = imageServers(imageServer)
   const first = ((start % all.length) + all.length) % all.length
-  return [...all.slice(first), ...all.slice(0, first)].map((s) => downloadUrl(s, id))
+  return [...all.slice(first), ...all.slice(0, first)].map((s) => downloadUrl(s, id, what))
 }
 
 /** Whether `path` (already normalised) lies below directory `dir`. */
@@ -123,4 +127,31 @@ async function openFileSource(u: URL, dir: string): Promise<FileHandle> {
     await fh.close().catch(() => {})
     throw e instanceof InvalidParamsError ? e : new UpstreamError(`source ${u}: cannot tell which file was opened: ${(e as Error).message}`)
   }
+}
+
+/** Largest image record read from the image service (one record is a few hundred bytes). */
+const RECORD_LIMIT = 1 << 20
+
+/**
+ * The image service's record of `id` (its native API), from the first
+ * replica that answers; undefined when none does: a fetch then takes the
+ * full stream, whose own failure is the one reported.
+ */
+export async function readServiceRecord(urls: readonly URL[], o: { signal: AbortSignal; idleTimeoutMs: number; policy?: SourcePolicy | undefined }): Promise<string | undefined> {
+  for (const u of urls) {
+    try {
+      const src = await openSource(u.toString(), o)
+      const chunks: Buffer[] = []
+      let n = 0
+      for await (const c of src.body) {
+        n += c.length
+        if (n > RECORD_LIMIT) { src.abandon(); break }
+        chunks.push(c)
+      }
+      if (n <= RECORD_LIMIT) return Buffer.concat(chunks).toString('utf8')
+    } catch {
+      if (o.signal.aborted) throw o.signal.reason
+    }
+  }
+  return undefined
 }

@@ -14,10 +14,12 @@ export const SNAPSHOT_REQUEST = { id: str, dest: str, recursive: bool, destroyMo
  * fields: `from` (incremental base: '@snap', 'guests/x@snap' or a full name;
  * same dataset or its origin), `intermediates` (-I: the snapshots between),
  * `token` (receive_resume_token of an interrupted `zfs receive -s`),
- * `compressed`, `raw`.
+ * `compressed`, `raw`, and `from_guid` (the base by its guid instead of
+ * `from`: a snapshot of the same dataset or its origin; publish asks by the
+ * guid an earlier version was published with).
  */
 export const DOWNLOAD_REQUEST = {
-  ...SNAPSHOT_REQUEST, from: str, intermediates: bool, token: str, compressed: bool, raw: bool,
+  ...SNAPSHOT_REQUEST, from: str, from_guid: str, intermediates: bool, token: str, compressed: bool, raw: bool,
 } as const
 export const VOLUME_REQUEST = { id: str, size: uint64 } as const
 export const DISK = { bus: str, device: str, size: uint64, volume: str, image: str, source: str } as const
@@ -35,7 +37,7 @@ export type ImageRequest = Omit<Infer<typeof IMAGE_REQUEST>, Extensions> & Parti
 type Extensions = 'async' | 'format' | 'sha256'
 export type SnapshotRequest = Infer<typeof SNAPSHOT_REQUEST>
 /** What a download uses of its body (the GET form has only these). */
-export type DownloadRequest = Omit<Infer<typeof DOWNLOAD_REQUEST>, 'dest' | 'destroyMoreRecent'>
+export type DownloadRequest = Omit<Infer<typeof DOWNLOAD_REQUEST>, 'dest' | 'destroyMoreRecent' | 'from_guid'> & { from_guid?: string }
 export type VolumeRequest = Infer<typeof VOLUME_REQUEST>
 export type GuestRequest = Infer<typeof GUEST_REQUEST>
 export type Guest = Infer<typeof GUEST>

@@ -11,6 +11,8 @@ export interface Deps {
   readonly records: ImageRecords
   readonly fetches: FetchQueue
   readonly config: Pick<Config, 'imageServer' | 'fetchIdleTimeoutMs' | 'fileSources' | 'maxImageBytes' | 'acceptUndigestedImages' | 'allowSourceHosts' | 'urlSources'>
+    // Absent (deps built by hand in tests): full streams only.
+    & Partial<Pick<Config, 'incrementDepth'>>
 }
 
 /** Properties every volume this agent creates gets (as the original). */

@@ -8,7 +8,7 @@
  * each one is a zfs process and a hold.
  */
 import { randomBytes } from 'node:crypto'
-import { BusyError, InvalidParamsError } from '../errors.js'
+import { BusyError, InvalidParamsError, NotFoundError } from '../errors.js'
 import { names, ZfsError, type Dataset } from '../../zfs/index.js'
 import type { Child } from '../../common/exec.js'
 import type { SendOptions } from '../../zfs/types.js'
@@ -109,6 +109,18 @@ export function createDownloadService(d: Deps & {
     return base
   }
 
+  /** The base named by its guid: a snapshot of the same dataset, or the dataset's origin. */
+  async function baseByGuid(snap: Dataset, guid: string): Promise<string> {
+    if (!/^\d{1,20}$/.test(guid)) throw new InvalidParamsError(`bad from_guid ${JSON.stringify(guid)}: a decimal guid`)
+    const { dataset } = names.splitSnapshotName(snap.name)
+    const own = await zfs.listDatasets({ types: ['snapshot'], roots: [dataset], depth: 1 })
+    const found = own.find((s) => s.guid === guid)
+    if (found) return found.name
+    const origin = (await zfs.getDataset(dataset)).origin
+    if (origin && (await zfs.findDataset(origin))?.guid === guid) return origin
+    throw new NotFoundError(`no snapshot of ${dataset.slice(scope.pool.length + 1)} or its origin has guid ${guid}`)
+  }
+
   return {
     /** For the route: a client that takes no bytes for this long is cut. */
     idleTimeoutMs: d.config.downloadIdleTimeoutMs ?? 60_000,
@@ -124,7 +136,7 @@ export function createDownloadService(d: Deps & {
       let opts: SendOptions = {}
       let kind: Lease['kind'] = 'full'
       if (req.token) {
-        if (req.from || req.recursive) throw new InvalidParamsError('a resume token carries its own snapshot and flags: give it alone')
+        if (req.from || req.from_guid || req.recursive) throw new InvalidParamsError('a resume token carries its own snapshot and flags: give it alone')
         let info
         try {
           info = await zfs.describeResumeToken(req.token)
@@ -136,7 +148,9 @@ export function createDownloadService(d: Deps & {
         kind = 'resume'
       } else {
         snap = await d.snapshots.getSnapshot(req.id)
-        const base = req.from ? await resolveBase(snap, req.from) : undefined
+        if (req.from && req.from_guid) throw new InvalidParamsError('from and from_guid: give one of them')
+        const from = req.from_guid ? await baseByGuid(snap, req.from_guid) : req.from
+        const base = from ? await resolveBase(snap, from) : undefined
         if (req.raw) {
           const enc = (await zfs.getProps([snap.name], ['encryption'])).get(snap.name)?.get('encryption')
           if (!enc || enc === 'off') throw new InvalidParamsError('raw streams are only for encrypted datasets')

@@ -6,7 +6,7 @@ import { blankRecord, type ImageRecord } from '../catalog.js'
 import { createImageFetch } from '../jobs/fetch-image.js'
 import { cloneStrict, type Deps } from './deps.js'
 import { assertGuestsRoom } from './disks.js'
-import { DatasetNotFoundError, zvolPath } from '../../zfs/index.js'
+import { DatasetNotFoundError, HasDependentClonesError, zvolPath } from '../../zfs/index.js'
 import type { ImageRequest } from '../rpc/requests.js'
 
 export type { ImageRequest }
@@ -31,6 +31,12 @@ export function createImageService(d: Deps) {
     const r = await record(id)
     if (r.status !== 'complete') throw new ConflictError(`image ${id} is not ready (${r.status}${r.error ? `: ${r.error}` : ''})`)
     return r
+  }
+
+  /** A clone in the way of a delete, as a caller knows it: an image by id, a guest disk by its name. */
+  function dependentName(ds: string): string {
+    if (ds.startsWith(`${scope.images}/`)) return `image ${ds.slice(scope.images.length + 1)}`
+    return ds.startsWith(`${scope.pool}/`) ? ds.slice(scope.pool.length + 1) : ds
   }
 
   return {
@@ -69,8 +75,13 @@ export function createImageService(d: Deps) {
       if (fetches.has(r.id)) throw new ConflictError(`image ${r.id} is being fetched; delete it when the fetch has ended`)
       const volume = r.volume ? scope.check(r.volume, { below: true }) : undefined
       // One recursive destroy takes the snapshot too, and zfs refuses it whole
-      // while guest disks are cloned from the image: nothing half deleted.
-      if (volume && (await zfs.findDataset(volume, { signal }))) await zfs.destroy(volume, { recursive: true }, { signal })
+      // while guest disks or images (increments) are cloned from the image: nothing half deleted.
+      try {
+        if (volume && (await zfs.findDataset(volume, { signal }))) await zfs.destroy(volume, { recursive: true }, { signal })
+      } catch (e) {
+        if (!(e instanceof HasDependentClonesError) || e.dependents.length === 0) throw e
+        throw new HasDependentClonesError(`${e.message}: ${e.dependents.map(dependentName).join(', ')}`, e.command, { cause: e })
+      }
       await records.del(r.id)
       return { images: [imageWire(r)] }
     },

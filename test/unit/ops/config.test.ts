@@ -134,7 +134,8 @@ t.test('--help / -h: every flag with its environment variable and default', asyn
   t.match(text, /-z, --zpool\s+MISTIFY_ZPOOL\s+default mistify\n/)
   t.match(text, /--max-downloads\s+MISTIFY_MAX_DOWNLOADS\s+default 16\n/)
   t.match(text, /--config FILE\s+MISTIFY_CONFIG\n/)
-  t.equal(text.split('\n').filter((l) => l.startsWith('  -')).length, 22, 'each of the 21 options plus --config')
+  t.match(text, /--increment-depth\s+MISTIFY_INCREMENT_DEPTH\s+default 8\n/)
+  t.equal(text.split('\n').filter((l) => l.startsWith('  -')).length, 23, 'each of the 22 options plus --config')
 })
 
 t.test('--image-service: one replica as before, or several comma-separated (flag, environment, file string or array)', async (t) => {
@@ -155,4 +156,12 @@ t.test('--image-service: one replica as before, or several comma-separated (flag
   t.throws(() => parseConfig(['--image-service', ' , '], {}), { name: 'ConfigError', message: 'image service: no host or URL given' })
   t.throws(() => file('{"imageServer":[]}'), { name: 'ConfigError', message: 'image service: no host or URL given' })
   t.throws(() => parseConfig(['--image-service', 'a,ftp://b'], {}), { name: 'ConfigError', message: 'image service: only http(s), got ftp:' })
+})
+
+t.test('--increment-depth: 0 to 64 (0: full streams only)', async (t) => {
+  t.equal(parseConfig([], {}).incrementDepth, 8, 'default 8')
+  t.equal(parseConfig(['--increment-depth', '0'], {}).incrementDepth, 0)
+  t.equal(parseConfig([], { MISTIFY_INCREMENT_DEPTH: '64' }).incrementDepth, 64)
+  t.throws(() => parseConfig(['--increment-depth', '65'], {}), /increment-depth: at most 64/)
+  t.throws(() => parseConfig(['--increment-depth', '-1'], {}))
 })

@@ -86,7 +86,7 @@ for (const v of zfsVersions) {
     await records.put('img', IMG)
     const e = await failure(s.images.deleteImage({ id: 'img', type: '', dest: '', source: '' }))
     t.type(e, HasDependentClonesError)
-    t.equal(e.message, "cannot destroy 'tank/images/img': volume has dependent clones")
+    t.equal(e.message, "cannot destroy 'tank/images/img': volume has dependent clones: guests/g1/disk-0", 'zfs\'s text, and the clones it named (their snapshots left out)')
     t.match(wireError(e), { rpcCode: -32010, httpStatus: 409, message: e.message, data: { code: 'has_clones' } })
     t.equal(wireError(e, '1.0').message, e.message)
     t.same(runner.calls.map((c) => c.recording), ['get-volume', 'err-has-clones'])
