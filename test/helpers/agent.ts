@@ -8,7 +8,8 @@ import { once } from 'node:events'
 import { gzipSync } from 'node:zlib'
 import { createHash, randomBytes } from 'node:crypto'
 import { join } from 'node:path'
-import { openSync, writeSync, closeSync } from 'node:fs'
+import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { execFileSync } from 'node:child_process'
 import type { AddressInfo } from 'node:net'
 import { createAgent, type Agent } from '../../src/agent/app.js'
@@ -118,6 +119,10 @@ export interface TestAgent {
 
 let seq = 1
 
+/** Agents' stores, removed at exit: after every agent on one (restartAgent's too) has closed. */
+const storeDirs = new Set<string>()
+process.once('exit', () => { for (const d of storeDirs) rmSync(d, { recursive: true, force: true }) })
+
 /** What startAgent allows as source hosts unless a test says otherwise (the default allows none of these). */
 export const TEST_ALLOW_SOURCE_HOSTS: readonly string[] = ['127.0.0.1']
 
@@ -127,7 +132,9 @@ export async function startAgent(t: T, o: { config?: Partial<Config>; poolMiB?: 
   const stream = makeZvolStream(pool)
   images.routes.set(`/images/${IMAGE_ID}/download`, stream)
   images.routes.set(`/images/${GZIP_ID}/download`, gzipSync(stream))
-  const metadataDir = join(t.testdir(), 'db')
+  // One store per agent (a test may start several; a second t.testdir() would wipe the first agent's).
+  const metadataDir = mkdtempSync(join(tmpdir(), 'mistify-agent-db-'))
+  storeDirs.add(metadataDir)
   const config: Config = {
     // 20 s: the test's own synchronous zfs calls block this process, image server and agent included, for seconds under load.
     ...DEFAULTS, zpool: pool, metadataDir, imageServer: images.url, fetchIdleTimeoutMs: 20_000,
