@@ -113,10 +113,10 @@ if (only === undefined || only === '--vm') {
   const pack = await run('mkfs.ext4', ['-q', '-F', '-O', '^has_journal', '-N', '65536', '-L', 'project', '-d', stage, join(share, 'project.img'), '2G'])
   rmSync(stage, { recursive: true, force: true })
   if (pack.code !== 0) { console.error('could not pack the project (mkfs.ext4 -d)'); process.exit(1) }
-  // The reliability suites' size knobs travel into the VM (scripts/reliability.sh sets them).
+  // The reliability suites' size knobs travel into the VM (scripts/reliability.sh sets them), and publish-increments' size.
   const q = (v) => `'${v.replace(/'/g, `'\\''`)}'`
   const knobs = Object.entries(process.env)
-    .filter(([k]) => /^MISTIFY_(RELIABILITY|CRASH_|CORPUS_|LOAD_|DISCONNECT)/.test(k))
+    .filter(([k]) => /^MISTIFY_(RELIABILITY|CRASH_|CORPUS_|LOAD_|DISCONNECT|INCREMENT_)/.test(k))
     .map(([k, v]) => `${k}=${q(v ?? '')} `).join('')
   // One file at a time inside a VM: with files side by side, OpenZFS 2.1's zvol_open
   // leaked ERESTARTSYS (errno 512) to a test and three files hung (a run with --jobs=3).

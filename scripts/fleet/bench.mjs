@@ -66,7 +66,8 @@ async function closedLoop(pull) {
   let bytes = 0
   const t0 = Date.now()
   await Promise.all(Array.from({ length: clients }, async () => {
-    while (Date.now() < end) { bytes += await pull(); pulls++ }
+    // Not `bytes += await pull()`: that reads `bytes` before the await, and concurrent clients' sums would be lost.
+    while (Date.now() < end) { const n = await pull(); bytes += n; pulls++ }
   }))
   const s = (Date.now() - t0) / 1000
   return { perSecond: pulls / s, mbps: bytes / s / 1e6 }

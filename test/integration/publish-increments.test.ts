@@ -24,6 +24,8 @@ import { knob } from '../helpers/reliability.js'
 if (!haveZfs) { t.comment('real ZFS only: run inside the VM (npm test does)'); process.exit(0) }
 
 const MIB = knob('MISTIFY_INCREMENT_MIB', 256, 1024)
+// Under TCG a GiB is published three times and fetched twice: more than tap's 600 s.
+t.setTimeout(Math.max(600, MIB * 2) * 1000)
 const CLI = join(dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js')
 
 function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
