@@ -2,9 +2,10 @@
 # npm run reliability: the reliability suites with their long settings, in the
 # ZFS VM against real ZFS (never part of npm test, which runs the same files
 # with their fast settings). Prints one summary line per suite at the end.
-#   npm run reliability [-- corpus load disconnect crash]   (default: all four)
+#   npm run reliability [-- corpus load disconnect crash increments]   (default: all five)
 #   MISTIFY_RELIABILITY=long   corpus: all of it + 3000 mutants; load: 200 RPCs; disconnects: 80
 #   MISTIFY_CRASH_ROUNDS=20    kill -9 rounds
+#   increments: a 1 GiB image published in three versions (MISTIFY_INCREMENT_MIB), in a 14 GiB VM
 # Any knob can be overridden from the environment (see test/helpers/reliability.ts
 # and the head of each test file).
 set -euo pipefail
@@ -17,14 +18,16 @@ trap 'rm -f "$log"' EXIT
 npm run build >/dev/null
 start=$(date +%s)
 set +e
-# Suites to run: arguments (corpus load disconnect crash), all four by default.
+# Suites to run: arguments (corpus load disconnect crash increments), all five by default.
 files=()
-for s in "${@:-corpus load disconnect crash}"; do
+for s in "${@:-corpus load disconnect crash increments}"; do
   for n in $s; do
     case $n in
       crash) files+=(dist/test/integration/crash.test.js) ;;
       corpus|load|disconnect) files+=("dist/test/integration/reliability-$n.test.js") ;;
-      *) echo "unknown suite $n (corpus, load, disconnect, crash)" >&2; exit 2 ;;
+      # Three agents' pools, the service's blobs and the publisher's disk live in the VM's /tmp (RAM).
+      increments) files+=(dist/test/integration/publish-increments.test.js); export MISTIFY_VM_MEM=${MISTIFY_VM_MEM:-14336} ;;
+      *) echo "unknown suite $n (corpus, load, disconnect, crash, increments)" >&2; exit 2 ;;
     esac
   done
 done

@@ -156,7 +156,8 @@ function splitFiles(n) {
   // Seconds per file in one VM under TCG (a full run, 2026-12-04); a new file counts as 60.
   const seconds = { crash: 120, 'rpc-images': 173, 'rpc-download': 105, 'reliability-corpus': 101, 'security-imports': 98, 'reliability-load': 86,
     'security-transport': 81, 'security-generic': 78, 'rpc-snapshots': 76, 'security-streams': 59, 'rpc-volumes-disks': 59, 'security-sources': 59,
-    'rpc-image-formats': 49, 'reliability-disconnect': 39, 'ops-agent': 39, 'rpc-image-status': 32, 'zfs-adapter': 30, 'rpc-cancel': 28, 'systemd-units': 27 }
+    'rpc-image-formats': 49, 'reliability-disconnect': 39, 'ops-agent': 39, 'rpc-image-status': 32, 'zfs-adapter': 30, 'rpc-cancel': 28, 'systemd-units': 27,
+    'rpc-increments': 65, 'publish-increments': 100 }
   const weight = (f) => seconds[f.replace(/^.*\/|\.test\.js$/g, '')] ?? 60
   const groups = Array.from({ length: Math.max(1, Math.min(n, files.length)) }, () => ({ files: [], total: 0 }))
   for (const f of [...files].sort((a, b) => weight(b) - weight(a))) {
