@@ -57,7 +57,7 @@ export function fakeZfs(slowMs = 0) {
 export interface T { teardown(f: () => void | Promise<void>): void }
 
 /** The fetch job as the agent builds it, over `imageServer` (one or more replicas, comma-separated), starting at the first. */
-export function agentFetch(t: T, imageServer: string, o: { slowMs?: number; firstReplica?: number } = {}) {
+export function agentFetch(t: T, imageServer: string, o: { slowMs?: number; firstReplica?: number; incrementDepth?: number } = {}) {
   const { zfs, received, fed } = fakeZfs(o.slowMs)
   const recs = new Map<string, ImageRecord>()
   const records = cachedTable<ImageRecord>({
@@ -68,8 +68,8 @@ export function agentFetch(t: T, imageServer: string, o: { slowMs?: number; firs
   t.teardown(() => fetches.close())
   const d = {
     zfs, scope: createScope('tank'), records, fetches,
-    // Full streams only: these tests count every request a replica sees (increments have their own tests).
-    config: { ...DEFAULTS, imageServer: normaliseImageServers(imageServer), fetchIdleTimeoutMs: 5000, allowSourceHosts: ['127.0.0.1'], incrementDepth: 0 },
+    // Full streams only by default: these tests count every request a replica sees (increments have their own tests).
+    config: { ...DEFAULTS, imageServer: normaliseImageServers(imageServer), fetchIdleTimeoutMs: 5000, allowSourceHosts: ['127.0.0.1'], incrementDepth: o.incrementDepth ?? 0 },
   } as unknown as Deps
   const fetchImage = createImageFetch(d, { firstReplica: o.firstReplica ?? 0 })
   return { fetch: (id: string) => fetchImage(id, '', false, undefined, undefined), received, fed }

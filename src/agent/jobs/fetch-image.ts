@@ -81,16 +81,17 @@ export function createImageFetch(d: Deps, o: { firstReplica?: number } = {}): Im
    * alone may arrive as increments from a version this agent holds.
    */
   function fetchImage(id: string, source: string, async: boolean, format: PayloadFormat | undefined, sha256: string | undefined): Promise<ImageRecord> {
-    const how = direct(id, source, format, sha256)
-    // Fail closed: bytes from a place the caller names are only taken with the caller's digest.
-    if (source && !sha256) throw new InvalidParamsError('sha256: required with source (the sha256 of the bytes as served)')
-    if (!source) {
-      const joined = chains.get(id)
-      if (joined) return joined
-      // A caller's format or digest speaks of the full stream: that is what it gets.
-      if (format === undefined && sha256 === undefined && (d.config.incrementDepth ?? 0) > 0 && !fetches.has(id)) return fetchChain(id, async)
+    if (source) {
+      const how = direct(id, source, format, sha256)
+      // Fail closed: bytes from a place the caller names are only taken with the caller's digest.
+      if (!sha256) throw new InvalidParamsError('sha256: required with source (the sha256 of the bytes as served)')
+      return fetchOne(id, how, async)
     }
-    return fetchOne(id, how, async)
+    const joined = chains.get(id)
+    if (joined) return joined
+    // A caller's format or digest speaks of the full stream: that is what it gets.
+    if (format === undefined && sha256 === undefined && (d.config.incrementDepth ?? 0) > 0 && !fetches.has(id)) return fetchChain(id, async)
+    return fetchOne(id, direct(id, '', format, sha256), async)
   }
 
   function direct(id: string, source: string, format: PayloadFormat | undefined, sha256: string | undefined, snapshotGuid?: string): How {

@@ -104,6 +104,16 @@ t.test('the rotation: successive fetches start at successive replicas', async (t
   t.same(b.seen.map((x) => x.range), [undefined, undefined], 'half from B')
 })
 
+t.test('the rotation holds when the agent asks the records first (increments on): one step per fetch', async (t) => {
+  const imgs = new Map([['i1', zfsLike(1000)], ['i2', zfsLike(1000)], ['i3', zfsLike(1000)], ['i4', zfsLike(1000)]])
+  const a = await replica(t, imgs)
+  const b = await replica(t, imgs)
+  const agent = agentFetch(t, `${a.url},${b.url}`, { incrementDepth: 8 })
+  for (const id of imgs.keys()) await agent.fetch(id)
+  t.equal(a.seen.length, 2, 'half the downloads from A')
+  t.equal(b.seen.length, 2, 'half from B')
+})
+
 t.test('every replica down: a clear error naming each, at once', async (t) => {
   const [pa, pb] = [await freePort(), await freePort()]
   const agent = agentFetch(t, `127.0.0.1:${pa},127.0.0.1:${pb}`)
