@@ -1,6 +1,6 @@
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { readFileSync, statSync } from 'node:fs'
 import http from 'node:http'
 import { once } from 'node:events'
 import { bash, fillRandom, haveZfs, sh, settle, sha256Of, volumeWithSnapshot } from '../helpers/zpool.js'
@@ -182,16 +182,21 @@ t.test('replication-grade downloads', async (t) => {
     t.equal(left, 0, 'the hold went when zfs send exited')
 
     // zfs send killed mid-stream: the connection is reset, so curl fails instead of keeping a short file.
-    const slow = bash(`curl -sS --limit-rate 2M -o /tmp/zc-cut.bin '${url('id=guests/zc@s')}'`)
+    // Slow enough that the stream is far from whole when killed, however loaded the VM (one CI run's kill came after the end).
+    spawnSync('rm', ['-f', '/tmp/zc-cut.bin'])
+    const slow = bash(`curl -sS --limit-rate 512K -o /tmp/zc-cut.bin '${url('id=guests/zc@s')}'`)
     let pid = ''
     for (let i = 0; i < 100 && !pid; i++) {
       await new Promise((r) => setTimeout(r, 100))
       pid = spawnSync('pgrep', ['-f', `zfs send ${big}@s`], { encoding: 'utf8' }).stdout.trim()
     }
     t.ok(pid, 'zfs send running')
-    await new Promise((r) => setTimeout(r, 1500)) // bytes went out first
-    spawnSync('kill', ['-9', ...pid.split('\n')])
+    const got = () => { try { return statSync('/tmp/zc-cut.bin').size } catch { return 0 } }
+    for (let i = 0; i < 200 && got() < 256 * 1024; i++) await new Promise((r) => setTimeout(r, 100)) // bytes went out first
+    const killed = spawnSync('kill', ['-9', ...pid.split('\n')], { encoding: 'utf8' })
+    t.equal(killed.status, 0, `zfs send was still running when killed, ${got()} bytes in ${killed.stderr}`)
     const cut = await slow
+    t.ok(got() < Number(whole.stdout), `the client has part of the stream (${got()} of ${whole.stdout} bytes)`)
     t.not(cut.status, 0, `curl exits non-zero (${cut.status}: ${cut.stderr.trim()})`)
     left = 1
     for (let i = 0; i < 50 && left; i++) { await new Promise((r) => setTimeout(r, 100)); left = ourHolds(`${big}@s`).length }

@@ -1,5 +1,6 @@
 /** The fetch of one image as a job: admitted by the queue, joined by later callers, its record kept up to date as it goes. */
 import { BusyError, InvalidParamsError, UpstreamError } from '../errors.js'
+import type { Place } from './queue.js'
 import { randomInt } from 'node:crypto'
 import { openImageSource, readServiceRecord, replicaUrls, sourceUrl } from '../import/sources.js'
 import { parseServiceRecord, planFetch, type ServiceRecord, type Step } from '../import/lineage.js'
@@ -102,10 +103,10 @@ export function createImageFetch(d: Deps, o: { firstReplica?: number } = {}): Im
   }
 
   /** One import as a job of the queue (or the one under way for `id`, joined). */
-  function fetchOne(id: string, how: How, async: boolean): Promise<ImageRecord> {
+  function fetchOne(id: string, how: How, async: boolean, place?: Place): Promise<ImageRecord> {
     if (async) watched.add(id)
     try {
-      return fetches.run(id, task, () => { void records.put(id, blankRecord(id, how.shown, 'pending')).catch(() => {}) })
+      return fetches.run(id, task, () => { void records.put(id, blankRecord(id, how.shown, 'pending')).catch(() => {}) }, place)
     } catch (e) {
       if (async) watched.delete(id) // not admitted: nothing will run to record an outcome
       throw e
@@ -130,10 +131,12 @@ export function createImageFetch(d: Deps, o: { firstReplica?: number } = {}): Im
    * The image by the cheapest way the image service's records allow (see
    * lineage.ts): each step a fetch of its own, origin first, each verified
    * and committed before the next starts. The target's record shows it
-   * pending from the start.
+   * pending from the start. It takes its place in the queue at once, so a
+   * caller the queue cannot take is refused in the answer, as for one fetch.
    */
   function fetchChain(id: string, async: boolean): Promise<ImageRecord> {
     const shown = shownOf(replicaUrls(server, id, 0)[0]!)
+    const place = fetches.hold()
     const run = (async () => {
       let targetStarted = false
       try {
@@ -142,7 +145,7 @@ export function createImageFetch(d: Deps, o: { firstReplica?: number } = {}): Im
         for (const step of await plan(id)) {
           const last = step.record.id === id
           if (!last && (await records.get(step.record.id))?.status === 'complete') continue // fetched meanwhile
-          const job = fetchOne(step.record.id, await howOf(step), last && async)
+          const job = fetchOne(step.record.id, await howOf(step), last && async, place)
           targetStarted = last
           rec = await job
         }
@@ -151,6 +154,8 @@ export function createImageFetch(d: Deps, o: { firstReplica?: number } = {}): Im
         // The target's own fetch records its outcome; before it started, that is for us to do.
         if (!targetStarted) await (async ? records.put(id, { ...blankRecord(id, shown, 'error'), error: (e as Error).message }) : records.del(id)).catch(() => {})
         throw e
+      } finally {
+        place.give()
       }
     })()
     const tracked = run.finally(() => chains.delete(id))

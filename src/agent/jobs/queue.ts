@@ -14,7 +14,14 @@ export interface FetchQueue {
    * A refusal (queue full, or closed) throws BusyError synchronously, so a
    * caller that answers before the run ends knows it was not admitted.
    */
-  run<T>(key: string, task: (signal: AbortSignal) => Promise<T>, onQueued?: () => void): Promise<T>
+  run<T>(key: string, task: (signal: AbortSignal) => Promise<T>, onQueued?: () => void, place?: Place): Promise<T>
+  /**
+   * Take a waiting place now, for a run its caller starts later (a chain of
+   * increments reads records first): it counts as waiting until a run
+   * consumes it (that run is not refused) or it is given back. Refused as a
+   * run would be (BusyError, synchronously).
+   */
+  hold(): Place
   /** Whether a run for `key` is waiting or under way. */
   has(key: string): boolean
   readonly size: { readonly running: number; readonly waiting: number }
@@ -22,24 +29,34 @@ export interface FetchQueue {
   close(): Promise<void>
 }
 
+/** A waiting place taken by hold(); give() returns it if no run used it. Idempotent. */
+export interface Place { give(): void }
+
 export function createFetchQueue(o: { concurrency: number; maxPending: number }): FetchQueue {
   const queue = new PQueue({ concurrency: o.concurrency })
   const inflight = new Map<string, Promise<unknown>>()
   /** Callers whose task has not started yet; close() answers them. */
   const waiting = new Set<(e: Error) => void>()
+  /** Places taken by hold() and not yet used or given back. */
+  const held = new Set<Place>()
   const abort = new AbortController()
   let closed = false
+  const refuseIfFull = () => {
+    if (closed) throw new BusyError('fetcher quit')
+    // Waiting for a slot that is free already is not waiting: only the excess counts against maxPending.
+    const free = Math.max(0, o.concurrency - queue.pending)
+    const queued = waiting.size + held.size
+    if (queued >= o.maxPending + free) {
+      throw new BusyError(`busy: ${queue.pending} fetches running and ${queued} waiting, try again later`)
+    }
+  }
 
   return {
-    run<T>(key: string, task: (signal: AbortSignal) => Promise<T>, onQueued?: () => void): Promise<T> {
+    run<T>(key: string, task: (signal: AbortSignal) => Promise<T>, onQueued?: () => void, place?: Place): Promise<T> {
       if (closed) throw new BusyError('fetcher quit')
       const joined = inflight.get(key)
       if (joined) return joined as Promise<T>
-      // Waiting for a slot that is free already is not waiting: only the excess counts against maxPending.
-      const free = Math.max(0, o.concurrency - queue.pending)
-      if (waiting.size >= o.maxPending + free) {
-        throw new BusyError(`busy: ${queue.pending} fetches running and ${waiting.size} waiting, try again later`)
-      }
+      if (place && held.delete(place)) { /* admitted when the place was taken */ } else refuseIfFull()
       const p = new Promise<T>((resolve, reject) => {
         const cancel = (e: Error) => reject(e)
         waiting.add(cancel)
@@ -53,10 +70,17 @@ export function createFetchQueue(o: { concurrency: number; maxPending: number })
       onQueued?.()
       return tracked
     },
+    hold() {
+      refuseIfFull()
+      const place: Place = { give: () => { held.delete(place) } }
+      held.add(place)
+      return place
+    },
     has: (key) => inflight.has(key),
-    get size() { return { running: queue.pending, waiting: waiting.size } },
+    get size() { return { running: queue.pending, waiting: waiting.size + held.size } },
     async close() {
       closed = true
+      held.clear()
       for (const cancel of waiting) cancel(new BusyError('fetcher quit'))
       waiting.clear()
       abort.abort(new BusyError('fetcher quit'))
