@@ -57,14 +57,14 @@ export function fakeZfs(slowMs = 0) {
 export interface T { teardown(f: () => void | Promise<void>): void }
 
 /** The fetch job as the agent builds it, over `imageServer` (one or more replicas, comma-separated), starting at the first. */
-export function agentFetch(t: T, imageServer: string, o: { slowMs?: number; firstReplica?: number; incrementDepth?: number } = {}) {
+export function agentFetch(t: T, imageServer: string, o: { slowMs?: number; firstReplica?: number; incrementDepth?: number; queue?: { concurrency: number; maxPending: number } } = {}) {
   const { zfs, received, fed } = fakeZfs(o.slowMs)
   const recs = new Map<string, ImageRecord>()
   const records = cachedTable<ImageRecord>({
     get: async (id) => recs.get(id), values: async () => [...recs.values()], entries: async () => [...recs.entries()],
     put: async (id, v) => { recs.set(id, v) }, del: async (id) => { recs.delete(id) }, batch: async () => {},
   })
-  const fetches = createFetchQueue({ concurrency: 2, maxPending: 8 })
+  const fetches = createFetchQueue(o.queue ?? { concurrency: 2, maxPending: 8 })
   t.teardown(() => fetches.close())
   const d = {
     zfs, scope: createScope('tank'), records, fetches,
@@ -72,6 +72,11 @@ export function agentFetch(t: T, imageServer: string, o: { slowMs?: number; firs
     config: { ...DEFAULTS, imageServer: normaliseImageServers(imageServer), fetchIdleTimeoutMs: 5000, allowSourceHosts: ['127.0.0.1'], incrementDepth: o.incrementDepth ?? 0 },
   } as unknown as Deps
   const fetchImage = createImageFetch(d, { firstReplica: o.firstReplica ?? 0 })
-  return { fetch: (id: string) => fetchImage(id, '', false, undefined, undefined), received, fed }
+  return {
+    fetch: (id: string) => fetchImage(id, '', false, undefined, undefined),
+    /** As an async RequestImage calls it: a refusal throws synchronously, before the caller answers. */
+    fetchAsync: (id: string) => fetchImage(id, '', true, undefined, undefined),
+    records: recs, received, fed,
+  }
 }
 
