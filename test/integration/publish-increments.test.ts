@@ -124,6 +124,7 @@ t.test('versions published as increments: an agent holding an earlier version fe
   const incBytes = (fetched[`/images/${v2.id}/increment`] ?? 0) + (fetched[`/images/${v3.id}/increment`] ?? 0)
   const wire = Object.values(fetched).reduce((s, n) => s + n, 0)
   t.ok(fetched[`/images/${v2.id}/increment`]! <= 0.02 * v2.size, `v2 arrived with ${fetched[`/images/${v2.id}/increment`]} bytes on the wire, ≤ 2% of ${v2.size}`)
+  settle() // the received zvols' device nodes come from udev, after the RPC answered
   for (const [v, rec, i] of [['v2', v2, 1], ['v3', v3, 2]] as const) {
     const img = `${b.pool}/images/${rec.id}`
     const snap = sh('zfs', ['list', '-H', '-o', 'name', '-t', 'snapshot', img]).trim()
@@ -136,6 +137,7 @@ t.test('versions published as increments: an agent holding an earlier version fe
   t.same((await c.call('v2', 'RequestImage', { id: v3.id })).error, undefined, 'C fetches v3')
   const cBig = [...proxy.bytes].filter(([, n]) => n > 64 * 1024).map(([p]) => p)
   t.same(cBig, [`/images/${v3.id}/download`], 'C fetched the full stream of v3 only')
+  settle()
   t.equal(await sha256Of(`/dev/zvol/${c.pool}/images/${v3.id}`), contents[2], "C's v3 holds the same bytes as B's")
 
   // Deleting safely: on the agent and on the service, dependants are named.

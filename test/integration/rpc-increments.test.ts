@@ -83,6 +83,7 @@ t.test('increments: applied only to the declared in-tree image, forgeries refuse
     t.equal(originOf(`${a.pool}/images/v2`), v1snap, 'received as a clone of v1\'s snapshot')
     t.equal(guid(`${a.pool}/images/v2@v2`), guid(`${src}@v2`), 'the published snapshot')
     // src was not written after @v2: its device holds v2's bytes.
+    settle() // the received zvol's device node comes from udev, after the RPC answered
     t.equal(await sha256Of(`/dev/zvol/${a.pool}/images/v2`), await sha256Of(`/dev/zvol/${src}`), 'bit-identical to the source version')
     t.equal(sh('zfs', ['get', '-H', '-o', 'value', 'mistify:sha256', `${a.pool}/images/v2`]).trim(), sha256hex(inc), 'marked with the increment\'s digest')
   })
