@@ -56,7 +56,8 @@ export function createFetchQueue(o: { concurrency: number; maxPending: number })
       if (closed) throw new BusyError('fetcher quit')
       const joined = inflight.get(key)
       if (joined) return joined as Promise<T>
-      if (place && held.delete(place)) { /* admitted when the place was taken */ } else refuseIfFull()
+      // A held place was admitted when it was taken; a used or given one admits nothing.
+      if (!(place && held.delete(place))) refuseIfFull()
       const p = new Promise<T>((resolve, reject) => {
         const cancel = (e: Error) => reject(e)
         waiting.add(cancel)
