@@ -11,14 +11,16 @@
 // BENCH_CONCURRENCY (16) BENCH_RPS_SECONDS (10) BENCH_RECORDS (10000)
 // BENCH_LIST_CALLS (20) BENCH_GUEST_ROUNDS (10) BENCH_STARTUP_RECORDS (1000) BENCH_VOLUMES (500)
 // BENCH_LIST_ROUNDS (3) BENCH_RSS_MIB (4096) BENCH_VOLBLOCKSIZE (128K)
-// BENCH_PROFILE=DIR (agents run with --cpu-prof into DIR).
+// BENCH_STALL_SECONDS (1800: a benchmark running that long is reported with the
+// VM's zfs state and given up) BENCH_PROFILE=DIR (agents run with --cpu-prof into DIR).
 import { createServer } from 'node:http'
+import { execFileSync } from 'node:child_process'
 import { createReadStream, mkdtempSync, mkdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs'
 import { once } from 'node:events'
 import { createHash, randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import os from 'node:os'
-import { bash, env, fillPattern, killAll, sh, startAgent, fmt } from './lib.mjs'
+import { bash, env, fillPattern, killAll, num, sh, startAgent, fmt } from './lib.mjs'
 import * as clone from './clone.mjs'
 import * as download from './download.mjs'
 import * as importBench from './import.mjs'
@@ -29,8 +31,9 @@ import * as startup from './startup.mjs'
 import { svgChart } from './chart.mjs'
 
 // Order matters: rss is the biggest transfer and its figures must not be skewed by leftovers;
-// list and startup leave ~1000 datasets each behind (destroyed with the pool), so they run last.
-const ALL = [clone, download, importBench, requests, rss, list, startup]
+// startup and list leave ~1000 datasets each behind (destroyed with the pool), so they run last.
+// startup before list: twice its 1,000 zvol creates stalled with list's datasets already there.
+const ALL = [clone, download, importBench, requests, rss, startup, list]
 const out = process.argv[2] ?? 'bench.json'
 const only = env('BENCH_ONLY', '').split(',').map((s) => s.trim()).filter(Boolean)
 for (const o of only) if (!ALL.some((b) => b.name === o)) throw new Error(`BENCH_ONLY: unknown benchmark ${o} (have ${ALL.map((b) => b.name).join(', ')})`)
@@ -92,6 +95,41 @@ const ctx = {
 
 const results = {}
 let failed = 0
+
+/** What the VM's zfs is doing, for a benchmark that made no progress: processes, their kernel stacks, zfs's debug log. */
+function stallReport() {
+  const run = (script) => { try { return execFileSync('bash', ['-c', script], { encoding: 'utf8', timeout: 30_000 }) } catch (e) { return `(${script}: ${e.message})` } }
+  return [
+    run("ps -eo pid,stat,wchan:32,etime,args | grep -E '[z]fs|[z]pool|[u]dev|[n]ode' | head -40"),
+    run("for p in $(pgrep -x zfs; pgrep -x zpool); do echo \"== $p $(tr '\\0' ' ' < /proc/$p/cmdline)\"; cat /proc/$p/stack; done 2>&1 | head -120"),
+    run(`zpool status ${pool} 2>&1 | head -20; tail -40 /proc/spl/kstat/zfs/dbgmsg 2>&1`),
+  ].join('\n')
+}
+
+/** SIGKILL every process below `pid` (bash → xargs → zfs), deepest first. */
+function killDescendants(pid) {
+  let kids = []
+  try { kids = execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number) } catch { /* none */ }
+  for (const k of kids) { killDescendants(k); try { process.kill(k, 'SIGKILL') } catch { /* gone */ } }
+}
+
+/**
+ * One benchmark, given up when it has run `stallSeconds` (the VM's whole run
+ * has its own, longer limit): the state it stalled in is logged, its agents
+ * and commands are killed, and the benchmarks after it still run.
+ */
+async function runGuarded(b, stallSeconds) {
+  let timer
+  const stalled = new Promise((_, reject) => {
+    timer = setTimeout(() => {
+      log(`${b.name}: no result after ${stallSeconds} s; state of the VM:\n${stallReport()}`)
+      killAll()
+      killDescendants(process.pid)
+      reject(new Error(`stalled: no result after ${stallSeconds} s (state in the log above)`))
+    }, stallSeconds * 1000)
+  })
+  try { return await Promise.race([b.run(ctx), stalled]) } finally { clearTimeout(timer) }
+}
 try {
   const disk = join(dir, 'disk0')
   writeFileSync(disk, '')
@@ -108,46 +146,56 @@ try {
     const s = Date.now()
     log(`${b.name}: start`)
     try {
-      results[b.name] = await b.run(ctx)
+      results[b.name] = await runGuarded(b, num('BENCH_STALL_SECONDS', 1800))
       results[b.name].seconds = (Date.now() - s) / 1000
       log(`${b.name}: done in ${results[b.name].seconds.toFixed(0)} s`)
+      for (const t of results[b.name].text) log(`${b.name}: ${t}`)
     } catch (e) {
       failed++
       results[b.name] = { error: e.stack ?? String(e), seconds: (Date.now() - s) / 1000 }
       log(`${b.name}: FAILED: ${e.stack ?? e}`)
     }
+    report() // so far: a run cut short (the VM's time limit) still leaves what it measured
   }
 } finally {
   for (const s of fileServers) { s.closeAllConnections(); s.close() }
   cleanup()
 }
 
-// Report.
-const info = {
-  date: new Date().toISOString(),
-  kernel: os.release(), cpus: os.cpus().length, memMiB: Math.round(os.totalmem() / 2 ** 20), node: process.version,
-  zfs: (() => { try { return sh('zfs', ['version']).trim().split('\n').join(', ') } catch { return '?' } })(),
-  knobs: Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('BENCH_'))),
-  totalSeconds: (Date.now() - t0) / 1000,
-}
-const rows = selected.flatMap((b) => results[b.name]?.rows ?? [{ benchmark: b.name, agent: 'FAILED', raw: '', ratio: NaN, note: (results[b.name]?.error ?? '').split('\n')[0] }])
-const verdict = (r) => r.target === undefined ? '' : `≤ ${r.target}× ${r.ratio <= r.target ? 'met' : 'NOT met'}`
-const lines = [
-  '| benchmark | agent | raw CLI / baseline | ratio | target | note |',
-  '|---|---|---|---|---|---|',
-  ...rows.map((r) => `| ${r.benchmark} | ${r.agent} | ${r.raw} | ${fmt.ratio(r.ratio)} | ${verdict(r)} | ${r.note} |`),
-]
-console.log(`\n## Benchmark results (${info.date}; ${info.cpus} vCPU, ${info.memMiB} MiB, kernel ${info.kernel}, ${info.zfs}, node ${info.node})\n`)
-console.log('ratio: agent time / raw time (for req/s: baseline rate / agent rate); above 1 the agent is slower.\n')
-console.log(lines.join('\n'))
-for (const b of selected) {
-  const r = results[b.name]
-  console.log(`\n### ${b.name} (${r.seconds.toFixed(0)} s)\n`)
-  if (r.error) console.log(`FAILED: ${r.error}`)
-  else for (const t of r.text) console.log(`- ${t}`)
-}
-console.log(`\ntotal ${info.totalSeconds.toFixed(0)} s`)
-writeFileSync(out, JSON.stringify({ info, table: lines.join('\n'), rows, results: Object.fromEntries(Object.entries(results).map(([k, v]) => [k, { ...v, text: v.text, rows: undefined }])) }, null, 2) + '\n')
-const svg = out.replace(/\.json$/, '') + '.svg'
-writeFileSync(svg, svgChart(rows, `npm run bench, ${info.date.slice(0, 10)}: ${info.cpus} vCPU (QEMU TCG), node ${info.node}`))
+report(true)
 process.exit(failed ? 1 : 0)
+
+/** The table, JSON and chart of the benchmarks run so far; `final` also prints them. */
+function report(final = false) {
+  const ran = selected.filter((b) => results[b.name])
+  const info = {
+    date: new Date().toISOString(),
+    kernel: os.release(), cpus: os.cpus().length, memMiB: Math.round(os.totalmem() / 2 ** 20), node: process.version,
+    zfs: (() => { try { return sh('zfs', ['version']).trim().split('\n').join(', ') } catch { return '?' } })(),
+    knobs: Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('BENCH_'))),
+    totalSeconds: (Date.now() - t0) / 1000,
+    complete: final,
+  }
+  const rows = ran.flatMap((b) => results[b.name].rows ?? [{ benchmark: b.name, agent: 'FAILED', raw: '', ratio: NaN, note: (results[b.name].error ?? '').split('\n')[0] }])
+  const verdict = (r) => r.target === undefined ? '' : `≤ ${r.target}× ${r.ratio <= r.target ? 'met' : 'NOT met'}`
+  const lines = [
+    '| benchmark | agent | raw CLI / baseline | ratio | target | note |',
+    '|---|---|---|---|---|---|',
+    ...rows.map((r) => `| ${r.benchmark} | ${r.agent} | ${r.raw} | ${fmt.ratio(r.ratio)} | ${verdict(r)} | ${r.note} |`),
+  ]
+  writeFileSync(out, JSON.stringify({ info, table: lines.join('\n'), rows, results: Object.fromEntries(Object.entries(results).map(([k, v]) => [k, { ...v, text: v.text, rows: undefined }])) }, null, 2) + '\n')
+  const svg = out.replace(/\.json$/, '') + '.svg'
+  writeFileSync(svg, svgChart(rows, `npm run bench, ${info.date.slice(0, 10)}: ${info.cpus} vCPU (QEMU TCG), node ${info.node}`))
+  if (!final) return
+  console.log(`\n## Benchmark results (${info.date}; ${info.cpus} vCPU, ${info.memMiB} MiB, kernel ${info.kernel}, ${info.zfs}, node ${info.node})\n`)
+  console.log('ratio: agent time / raw time (for req/s: baseline rate / agent rate); above 1 the agent is slower.\n')
+  console.log(lines.join('\n'))
+  for (const b of ran) {
+    const r = results[b.name]
+    console.log(`\n### ${b.name} (${r.seconds.toFixed(0)} s)\n`)
+    if (r.error) console.log(`FAILED: ${r.error}`)
+    else for (const t of r.text) console.log(`- ${t}`)
+  }
+  console.log(`\ntotal ${info.totalSeconds.toFixed(0)} s`)
+}
+
