@@ -3,7 +3,7 @@ import type { RpcServer } from './server.js'
 import type { Dialect } from './error-codes.js'
 import { parseRequest, type ContentTypeCheck, type PreparedCall } from './gorilla/protocol.js'
 import {
-  JSON_CONTENT_TYPE, TEXT_CONTENT_TYPE, legacyError, legacyResult, v2Body, v2Error, v2Result, type V2ErrorObject,
+  JSON_CONTENT_TYPE, TEXT_CONTENT_TYPE, legacyError, legacyResult, v2Body, v2Error, v2Result, type Body, type V2ErrorObject,
 } from './gorilla/codec.js'
 
 export { checkContentType } from './gorilla/protocol.js'
@@ -12,7 +12,7 @@ export { TEXT_CONTENT_TYPE }
 export interface RpcReply {
   readonly status: number
   /** null: no body (204). */
-  readonly body: string | null
+  readonly body: Body | null
   readonly contentType?: string
   /** X-Content-Type-Options: nosniff (answers from a call; not on gorilla's plain-text errors). */
   readonly nosniff: boolean
@@ -43,7 +43,7 @@ export async function dispatch(
    * Run one call and encode its answer; raw ids stay here, the library sees a
    * stand-in. A result that cannot be encoded (a cycle, a BigInt) is an error too.
    */
-  async function answer(call: PreparedCall, dialect: Dialect, ok: (result: unknown) => string, fail: (e: V2ErrorObject) => string): Promise<string> {
+  async function answer(call: PreparedCall, dialect: Dialect, ok: (result: unknown) => Body, fail: (e: V2ErrorObject) => Body): Promise<Body> {
     const ctx = { get signal() { return o.signal }, dialect, requestId: o.requestId }
     const res = await rpc.call(call.name, call.params, ctx)
     if (res.error) return fail(res.error)
@@ -66,7 +66,7 @@ export async function dispatch(
     return id === null ? { status: 200, body: out, nosniff: true } : { status: 200, body: out, contentType: JSON_CONTENT_TYPE, nosniff: true }
   }
 
-  const responses: string[] = []
+  const responses: Body[] = []
   for (const [n, item] of parsed.items.entries()) {
     if (o.clientGone ? o.clientGone() : o.signal.aborted) {
       o.log({ started: n, of: parsed.items.length }, 'rpc batch cut short: the client went away')

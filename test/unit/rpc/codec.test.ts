@@ -52,16 +52,24 @@ t.test('2.0 envelope bytes', async (t) => {
   t.equal(v2Body(['{"a":1}', '{"b":2}'], true), '[{"a":1},{"b":2}]\n')
 })
 
-t.test('reuseEncoding: a marked result is encoded once, the same text every time; unmarked ones each time', async (t) => {
+t.test('reuseEncoding: a marked result goes out as the bytes made when it was marked; unmarked ones are encoded each time', async (t) => {
   const { reuseEncoding } = await import('../../../src/agent/rpc/gorilla/codec.js')
   const marked = reuseEncoding({ images: [{ id: 'a<b' }] })
-  const first = goJson(marked)
-  t.equal(first, '{"images":[{"id":"a\\u003cb"}]}', 'Go escapes as for any value')
+  const first = '{"images":[{"id":"a\\u003cb"}]}' // Go escapes as for any value
   marked.images.push({ id: 'never seen' }) // a contract breach, only to observe the cache
-  t.equal(goJson(marked), first, 'the text made the first time')
+  const v2 = v2Result(marked, '7')
+  t.ok(Buffer.isBuffer(v2), 'bytes, not text to encode again')
+  t.equal(v2.toString(), `{"jsonrpc":"2.0","result":${first},"id":7}`, 'the bytes made when it was marked')
+  t.equal(legacyResult(marked, '"x"').toString(), `{"result":${first},"error":null,"id":"x"}\n`)
+  t.same(reuseEncoding(marked), marked, 'marking again changes nothing')
+  t.equal(v2Result(marked, null).toString(), `{"jsonrpc":"2.0","result":${first},"id":null}`)
   const plain = { images: [{ id: 'x' }] }
-  goJson(plain)
+  t.equal(v2Result(plain, '1'), '{"jsonrpc":"2.0","result":{"images":[{"id":"x"}]},"id":1}')
   plain.images.push({ id: 'y' })
-  t.equal(goJson(plain), '{"images":[{"id":"x"},{"id":"y"}]}', 'an unmarked value is encoded afresh')
-  t.equal(legacyResult(marked, '7'), `{"result":${first},"error":null,"id":7}\n`)
+  t.equal(v2Result(plain, '1'), '{"jsonrpc":"2.0","result":{"images":[{"id":"x"},{"id":"y"}]},"id":1}', 'an unmarked value is encoded afresh')
+  // A batch mixing text and bytes: one body of bytes, in order.
+  const batch = v2Body([v2Result(plain, '1'), v2, v2Error({ code: -32601, message: 'x' }, '3')], true)
+  t.ok(Buffer.isBuffer(batch))
+  t.equal(batch!.toString(), `[{"jsonrpc":"2.0","result":{"images":[{"id":"x"},{"id":"y"}]},"id":1},{"jsonrpc":"2.0","result":${first},"id":7},{"jsonrpc":"2.0","error":{"code":-32601,"message":"x"},"id":3}]\n`)
+  t.equal(v2Body([v2], false)!.toString(), `{"jsonrpc":"2.0","result":${first},"id":7}\n`)
 })

@@ -23,33 +23,34 @@ const GO_ESCAPES: Record<string, string> = {
   '<': '\\u003c', '>': '\\u003e', '&': '\\u0026', '\u2028': '\\u2028', '\u2029': '\\u2029',
 }
 
+/** Bytes, encoded once, of each result marked reusable. */
+const encoded = new WeakMap<object, Buffer>()
+
+/**
+ * Mark a result that is never mutated (ListImages' answer, one object per
+ * catalog state): it is encoded to bytes once however often it is sent, so a
+ * large answer costs a copy per request, not a JSON and a UTF-8 encoding.
+ */
+export function reuseEncoding<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !encoded.has(value)) encoded.set(value, Buffer.from(goJson(value)))
+  return value
+}
+
+/** A response body: text, or bytes when a reusable result went into it. */
+export type Body = string | Buffer
+
+/** `before` + the result's JSON + `after`, as text, or as bytes around a reusable result's. */
+function around(before: string, result: unknown, after: string): Body {
+  const bytes = typeof result === 'object' && result !== null ? encoded.get(result) : undefined
+  return bytes === undefined ? `${before}${goJson(result)}${after}` : Buffer.concat([Buffer.from(before), bytes, Buffer.from(after)])
+}
+
 /**
  * JSON text of `value` as Go's json.Encoder would write it. `undefined` is
  * `null` (a method with nothing to say). Throws if the value cannot be
  * serialised (cycles, BigInt).
  */
 export function goJson(value: unknown): string {
-  if (typeof value === 'object' && value !== null && reusable.has(value)) {
-    let text = encoded.get(value)
-    if (text === undefined) encoded.set(value, text = encode(value))
-    return text
-  }
-  return encode(value)
-}
-
-const reusable = new WeakSet<object>()
-const encoded = new WeakMap<object, string>()
-
-/**
- * Mark a result that is never mutated (ListImages' answer, one object per
- * catalog state): goJson encodes it once however often it is sent.
- */
-export function reuseEncoding<T>(value: T): T {
-  if (typeof value === 'object' && value !== null) reusable.add(value)
-  return value
-}
-
-function encode(value: unknown): string {
   const s = JSON.stringify(value)
   if (s === undefined) return 'null'
   // Each escape pair is consumed whole, so `\\b` (backslash, b) is left alone.
@@ -84,8 +85,8 @@ export function goQuote(s: string): string {
 }
 
 /** 1.0 success: keys in gorilla's order, one line. */
-export function legacyResult(result: unknown, rawId: string): string {
-  return `{"result":${goJson(result)},"error":null,"id":${rawId}}\n`
+export function legacyResult(result: unknown, rawId: string): Body {
+  return around('{"result":', result, `,"error":null,"id":${rawId}}\n`)
 }
 
 /** 1.0 method error: HTTP 200, the error as a bare string, result null. */
@@ -105,8 +106,8 @@ export function v2ErrorObject(w: WireError): V2ErrorObject {
 }
 
 /** One 2.0 response object (no newline: it may go into a batch). `rawId` null → `"id":null`. */
-export function v2Result(result: unknown, rawId: string | null): string {
-  return `{"jsonrpc":"2.0","result":${goJson(result)},"id":${rawId ?? 'null'}}`
+export function v2Result(result: unknown, rawId: string | null): Body {
+  return around('{"jsonrpc":"2.0","result":', result, `,"id":${rawId ?? 'null'}}`)
 }
 
 export function v2Error(error: V2ErrorObject, rawId: string | null): string {
@@ -120,7 +121,9 @@ export function v2Error(error: V2ErrorObject, rawId: string | null): string {
  * The 2.0 HTTP body: a single response, or an array for a batch; null when
  * there is nothing to send (only notifications).
  */
-export function v2Body(responses: readonly string[], batch: boolean): string | null {
+export function v2Body(responses: readonly Body[], batch: boolean): Body | null {
   if (responses.length === 0) return null
-  return batch ? `[${responses.join(',')}]\n` : `${responses[0]}\n`
+  if (responses.every((r) => typeof r === 'string')) return batch ? `[${responses.join(',')}]\n` : `${responses[0]}\n`
+  const parts = batch ? ['[', ...responses.flatMap((r, i) => (i ? [',', r] : [r])), ']\n'] : [responses[0]!, '\n']
+  return Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : p)))
 }
