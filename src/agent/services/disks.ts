@@ -10,6 +10,7 @@
  */
 import { ConflictError, InvalidParamsError, NoSpaceError, NotFoundError } from '../errors.js'
 import { DatasetExistsError, DatasetNotFoundError, ParentNotFoundError, zvolPath } from '../../zfs/index.js'
+import { mountedAvailable } from '../../zfs/mounted.js'
 import { MiB, guestWire, type Disk, type Guest } from './shapes.js'
 import { cloneStrict, createVolumeStrict, type Deps } from './deps.js'
 import { createKeyedLock } from '../../common/keyed-lock.js'
@@ -19,9 +20,12 @@ export type { GuestRequest }
 
 const INVALID = 'invalid argument'
 
-/** Bytes a new dataset under <pool>/guests may still take (VerifyDisks and CloneImage reckon alike). */
+/**
+ * Bytes a new dataset under <pool>/guests may still take (VerifyDisks and
+ * CloneImage reckon alike): from the kernel when guests/ is mounted, else zfs.
+ */
 export async function guestsAvailable(d: Pick<Deps, 'zfs' | 'scope'>, signal?: AbortSignal): Promise<number> {
-  return (await d.zfs.getDataset(d.scope.guests, { signal })).available ?? 0
+  return (await mountedAvailable(d.scope.guests)) ?? (await d.zfs.getDataset(d.scope.guests, { signal })).available ?? 0
 }
 
 /** `no space left on device` unless `mib` MiB fit under <pool>/guests. */
