@@ -139,7 +139,10 @@ try {
   mkdirSync(ctx.filesDir, { recursive: true })
   sh('zfs', ['create', '-o', `mountpoint=${ctx.filesDir}`, '-o', 'recordsize=1M', `${pool}/files`])
   // The agent would make these at its first start; a benchmark may need them before (BENCH_ONLY=download).
-  for (const d of ['images', 'guests']) sh('zfs', ['create', `${pool}/${d}`])
+  // guests/ mounted, as zfs's default mountpoints have it on a hypervisor: the agent then
+  // reads its free space with statfs instead of running zfs list (src/zfs/mounted.ts).
+  sh('zfs', ['create', `${pool}/images`])
+  sh('zfs', ['create', '-o', `mountpoint=${join(dir, 'guests')}`, `${pool}/guests`])
   if (ctx.prof) mkdirSync(ctx.prof, { recursive: true })
   log(`pool ${pool} on ${dir}; running ${selected.map((b) => b.name).join(', ')}`)
   for (const b of selected) {
