@@ -3,6 +3,7 @@
  * v1's order: Content-Type (415), body (ours: size limit → 413), then what dispatch answers.
  */
 import type Koa from 'koa'
+import { Readable } from 'node:stream'
 import { BodyTooLarge, readBody } from '../../common/body.js'
 import type { RpcServer } from '../rpc/server.js'
 import { checkContentType, dispatch, TEXT_CONTENT_TYPE } from '../rpc/dispatch.js'
@@ -78,7 +79,12 @@ export function rpcHandler(rpc: RpcServer, opts: RpcRouteOptions = {}): Koa.Midd
       if (reply === null) return // nobody to answer
       if (reply.nosniff) ctx.set('X-Content-Type-Options', 'nosniff')
       ctx.status = reply.status
-      ctx.body = reply.body
+      if (typeof reply.body === 'string' || reply.body === null) ctx.body = reply.body
+      else {
+        // Chunks (a large result's bytes made once): written as they are, never joined into one more copy.
+        ctx.body = Readable.from(reply.body, { objectMode: false })
+        ctx.length = reply.body.reduce((n, b) => n + b.length, 0)
+      }
       if (reply.contentType) ctx.set('Content-Type', reply.contentType)
     } catch (err) {
       // A bug of ours (a parser or codec throwing): still a controlled answer.

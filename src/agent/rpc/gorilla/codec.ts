@@ -28,21 +28,22 @@ const encoded = new WeakMap<object, Buffer>()
 
 /**
  * Mark a result that is never mutated (ListImages' answer, one object per
- * catalog state): it is encoded to bytes once however often it is sent, so a
- * large answer costs a copy per request, not a JSON and a UTF-8 encoding.
+ * catalog state): it is encoded to bytes once however often it is sent, and
+ * goes out as those bytes, so a large answer costs neither a JSON and UTF-8
+ * encoding nor a copy per request.
  */
 export function reuseEncoding<T>(value: T): T {
   if (typeof value === 'object' && value !== null && !encoded.has(value)) encoded.set(value, Buffer.from(goJson(value)))
   return value
 }
 
-/** A response body: text, or bytes when a reusable result went into it. */
-export type Body = string | Buffer
+/** A response body: text, or byte chunks to send in order when a reusable result went into it. */
+export type Body = string | readonly Buffer[]
 
-/** `before` + the result's JSON + `after`, as text, or as bytes around a reusable result's. */
+/** `before` + the result's JSON + `after`, as text, or as chunks around a reusable result's bytes. */
 function around(before: string, result: unknown, after: string): Body {
   const bytes = typeof result === 'object' && result !== null ? encoded.get(result) : undefined
-  return bytes === undefined ? `${before}${goJson(result)}${after}` : Buffer.concat([Buffer.from(before), bytes, Buffer.from(after)])
+  return bytes === undefined ? `${before}${goJson(result)}${after}` : [Buffer.from(before), bytes, Buffer.from(after)]
 }
 
 /**
@@ -125,5 +126,5 @@ export function v2Body(responses: readonly Body[], batch: boolean): Body | null 
   if (responses.length === 0) return null
   if (responses.every((r) => typeof r === 'string')) return batch ? `[${responses.join(',')}]\n` : `${responses[0]}\n`
   const parts = batch ? ['[', ...responses.flatMap((r, i) => (i ? [',', r] : [r])), ']\n'] : [responses[0]!, '\n']
-  return Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : p)))
+  return parts.flatMap((p) => (typeof p === 'string' ? [Buffer.from(p)] : p))
 }
