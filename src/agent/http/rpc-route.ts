@@ -11,6 +11,8 @@ import { wireError } from '../rpc/error-codes.js'
 
 export const RPC_PATH = '/_mistify_RPC_'
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+/** Below this, chunks are joined: one copy of a small answer costs less than a stream. */
+const STREAM_FROM_BYTES = 64 * 1024
 
 export interface RpcRouteOptions {
   log?: (obj: object, msg: string) => void
@@ -81,9 +83,10 @@ export function rpcHandler(rpc: RpcServer, opts: RpcRouteOptions = {}): Koa.Midd
       ctx.status = reply.status
       if (typeof reply.body === 'string' || reply.body === null) ctx.body = reply.body
       else {
-        // Chunks (a large result's bytes made once): written as they are, never joined into one more copy.
-        ctx.body = Readable.from(reply.body, { objectMode: false })
-        ctx.length = reply.body.reduce((n, b) => n + b.length, 0)
+        // Chunks around a result's bytes made once: a large one is written as it is, never copied again.
+        const length = reply.body.reduce((n, b) => n + b.length, 0)
+        ctx.body = length < STREAM_FROM_BYTES ? Buffer.concat(reply.body, length) : Readable.from(reply.body, { objectMode: false })
+        ctx.length = length
       }
       if (reply.contentType) ctx.set('Content-Type', reply.contentType)
     } catch (err) {

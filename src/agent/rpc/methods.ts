@@ -7,9 +7,9 @@ import { reuseEncoding } from './gorilla/codec.js'
 export function methodTable(s: Services): MethodTable {
   const { images, snapshots, volumes, disks } = s
   return new Map<string, RpcMethod>([
-    // The same answer object until the catalog changes: its wire text is made once.
+    // The same answer object until the catalog (or the record) changes: its wire bytes are made once.
     ['ListImages', defineMethod(IMAGE_REQUEST, async () => reuseEncoding(await images.listImages()))],
-    ['GetImage', defineMethod(IMAGE_REQUEST, (p) => images.getImage(p))],
+    ['GetImage', defineMethod(IMAGE_REQUEST, async (p) => reuseEncoding(await images.getImage(p)))],
     // The fetch is a job that other callers may join: it outlives the call that started it.
     ['RequestImage', defineMethod(IMAGE_REQUEST, (p) => images.requestImage(p))],
     ['DeleteImage', defineMethod(IMAGE_REQUEST, (p, c) => images.deleteImage(p, c.signal))],

@@ -18,6 +18,8 @@ export function createImageService(d: Deps) {
   const fetchImage = createImageFetch(d)
   // [] rather than the original's null when empty (its bug 12). One object per catalog state, so its encoding can be reused.
   const listed = records.memo((rs) => ({ images: rs.map(imageWire) }))
+  // GetImage's answer: one object per record state (a write replaces the record object), so its encoding can be reused too.
+  const answers = new WeakMap<ImageRecord, { images: WireImage[] }>()
 
   async function record(id: string): Promise<ImageRecord> {
     // An id that could never be an image name cannot be in the store either.
@@ -45,7 +47,10 @@ export function createImageService(d: Deps) {
     },
 
     async getImage(p: ImageRequest): Promise<{ images: WireImage[] }> {
-      return { images: [imageWire(await record(p.id))] }
+      const r = await record(p.id)
+      let answer = answers.get(r)
+      if (!answer) answers.set(r, (answer = { images: [imageWire(r)] }))
+      return answer
     },
 
     /**
