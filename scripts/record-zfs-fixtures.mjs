@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, writeFileSync, truncateSync, mkdtempSync, openSy
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
 import * as cmd from '../dist/src/zfs/commands.js'
-import { parseDatasets } from '../dist/src/zfs/parse.js'
+import { parseDatasets, parseScan } from '../dist/src/zfs/parse.js'
 
 const fresh = process.argv.includes('--fresh')
 const outRoot = process.argv.slice(2).find((a) => !a.startsWith('--')) ?? 'test/fixtures/zfs'
@@ -126,7 +126,9 @@ try {
   record('svc-get-new-vol', 'zfs', cmd.getDataset('tank/guests/new/vol'))
   // A download hold a crashed agent left behind, for the start-up release.
   z(cmd.hold('mistify-download.0123456789ab', 'tank/guests/g1/disk-0@snap-1'))
-  record('svc-holds-all', 'zfs', cmd.holds(snaps))
+  // Start-up's one scan of both trees, then holds of the snapshots it found held (as releaseStale asks).
+  const held = parseScan(record('svc-scan', 'zfs', cmd.scan(both)).stdout).filter((d) => d.type === 'snapshot' && d.userrefs > 0).map((d) => d.name)
+  record('svc-holds-held', 'zfs', cmd.holds(held))
   record('svc-release-stale', 'zfs', cmd.release('mistify-download.0123456789ab', 'tank/guests/g1/disk-0@snap-1'))
   // Last: it may destroy part of the tree before the held snapshot stops it.
   record('svc-destroy-r-g1', 'zfs', cmd.destroy('tank/guests/g1', { recursive: true }), { expectFail: 'either' })

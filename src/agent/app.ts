@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs'
 import type Koa from 'koa'
 import type { Config } from './config.js'
 import { isIP } from 'node:net'
-import { createZfs, createZfsRunner, DatasetNotFoundError, type Zfs, type ZfsRunner } from '../zfs/index.js'
+import { createZfs, createZfsRunner, DatasetNotFoundError, type ScannedDataset, type Zfs, type ZfsRunner } from '../zfs/index.js'
 import { openDb } from '../common/db.js'
 import { createScope, type Scope } from './services/scope.js'
 import { createServices, type Services } from './services/index.js'
@@ -70,15 +70,18 @@ export async function createAgent(config: Config, deps: AgentDeps): Promise<Agen
   mkdirSync(config.metadataDir, { recursive: true })
   const db = await openDb(config.metadataDir)
   const records = imageRecords(db) // the one instance: it keeps the records in memory
+  // One look at both trees serves the catalog's reconcile and the release of stale download holds.
+  let tree: ScannedDataset[]
   try {
-    await reconcile(zfs, scope, records, log)
+    tree = await zfs.scan([scope.images, scope.guests])
+    await reconcile(zfs, scope, records, log, tree)
   } catch (e) {
     await db.close()
     throw e
   }
   const services = createServices({ zfs, scope, records, fetches, config, onError: (obj, msg) => log.error(obj, msg) })
   // Not fatal: a hold we fail to drop blocks only destroying that snapshot.
-  await services.downloads.releaseStale().then(
+  await services.downloads.releaseStale(tree).then(
     (n) => { if (n) log.warn({ holds: n }, 'released download holds left by a previous run') },
     (e: Error) => log.error({ err: e.message }, 'could not release stale download holds'))
   const app = createApp({ services, zfs, log, ops: { token: config.token, metrics, pool: config.zpool, allowedHosts: allowedHosts(config) } })

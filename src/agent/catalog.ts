@@ -7,7 +7,7 @@
  */
 import type { Db, Table } from '../common/db.js'
 import type { Logger } from '../common/log.js'
-import type { Dataset, Zfs } from '../zfs/index.js'
+import type { ScannedDataset, Zfs } from '../zfs/index.js'
 import type { Scope } from './services/scope.js'
 import { toMiB } from './services/shapes.js'
 
@@ -120,36 +120,42 @@ export function cachedTable<T>(store: Table<T>): CachedTable<T> {
  * crash between the two): the marks import-image.ts sets before the rename
  * say it is ours and whole, so its record is written now.
  */
-async function adopt(zfs: Zfs, ds: Dataset, id: string, records: ImageRecords, log: Logger): Promise<void> {
-  const props = (await zfs.getProps([ds.name], [PROP_IMAGE, PROP_SHA256, PROP_FORMAT])).get(ds.name)
+async function adopt(zfs: Zfs, name: string, id: string, records: ImageRecords, log: Logger): Promise<void> {
+  const props = (await zfs.getProps([name], [PROP_IMAGE, PROP_SHA256, PROP_FORMAT])).get(name)
   if (props?.get(PROP_IMAGE) !== id) return // not an import of ours (e.g. a CloneImage dest)
-  const snaps = await zfs.listDatasets({ types: ['snapshot'], roots: [ds.name], depth: 1 })
+  const snaps = await zfs.listDatasets({ types: ['snapshot'], roots: [name], depth: 1 })
   if (snaps.length !== 1) return
+  const ds = await zfs.getDataset(name)
   const sha256 = props.get(PROP_SHA256)
   const format = props.get(PROP_FORMAT)
   await records.put(id, {
-    id, type: '', volume: ds.name, snapshot: snaps[0]!.name, size: toMiB(ds.volsize), status: 'complete',
+    id, type: '', volume: name, snapshot: snaps[0]!.name, size: toMiB(ds.volsize), status: 'complete',
     ...(sha256 ? { sha256 } : {}), ...(format ? { format } : {}),
   })
   log.warn({ image: id }, 'adopted an image imported just before a crash')
 }
 
-/** Remove what a crash can leave behind, and records whose dataset is gone. */
-export async function reconcile(zfs: Zfs, scope: Scope, records: ImageRecords, log: Logger): Promise<void> {
-  const children = await zfs.listDatasets({ types: ['volume', 'filesystem'], roots: [scope.images], depth: 1 })
+/**
+ * Remove what a crash can leave behind, and records whose dataset is gone.
+ * `tree`: the start-up scan of images/ (zfs.scan), one zfs command for any
+ * number of images; a command per record made start-up grow with the count.
+ */
+export async function reconcile(zfs: Zfs, scope: Scope, records: ImageRecords, log: Logger, tree: readonly ScannedDataset[]): Promise<void> {
+  const prefix = `${scope.images}/`
+  const below = tree.filter((d) => d.name.startsWith(prefix))
+  const children = below.filter((d) => (d.type === 'volume' || d.type === 'filesystem') && !d.name.slice(prefix.length).includes('/'))
   const known = new Set((await records.values()).map((r) => r.volume))
   for (const ds of children) {
-    const child = ds.name.slice(scope.images.length + 1)
+    const child = ds.name.slice(prefix.length)
     if (TEMPORARY_PREFIXES.some((p) => child.startsWith(p))) {
       log.warn({ dataset: ds.name }, 'removing an interrupted import')
       // One leftover that cannot go (a clone was made of it by hand) must not keep the agent down.
       await zfs.destroy(ds.name, { recursive: true }).catch((e: Error) => log.error({ dataset: ds.name, err: e.message }, 'could not remove an interrupted import; left in place'))
     } else if (ds.type === 'volume' && !known.has(ds.name)) {
-      await adopt(zfs, ds, child, records, log)
+      await adopt(zfs, ds.name, child, records, log)
     }
   }
-  // One listing for all records: a zfs command per record made start-up grow with the image count.
-  const snapshots = new Set((await zfs.listDatasets({ types: ['snapshot'], roots: [scope.images], depth: 2 })).map((d) => d.name))
+  const snapshots = new Set(below.filter((d) => d.type === 'snapshot').map((d) => d.name))
   for (const r of await records.values()) {
     if (r.status === 'pending' || r.status === 'downloading') {
       // Nothing resumes a fetch across a restart: say so; the next RequestImage starts afresh.

@@ -65,6 +65,12 @@ export function getProps(names: readonly string[], props: readonly string[]): Ar
   return ['get', '-H', '-p', '-o', 'name,property,value,source', props.join(','), ...names]
 }
 
+/** Every dataset under `roots` with its type and holds count, in one pass (start-up's only look at the trees). */
+export function scan(roots: readonly string[]): Argv {
+  roots.forEach(assertAnyName)
+  return ['get', '-H', '-p', '-r', '-t', 'all', '-o', 'name,property,value,source', 'type,userrefs', ...roots]
+}
+
 export function setProps(name: string, props: Readonly<Record<string, string>>): Argv {
   assertAnyName(name)
   const pairs = propArgs(props).filter((_, i) => i % 2 === 1)

@@ -5,7 +5,7 @@
  */
 import { DATASET_COLUMNS, POOL_COLUMNS } from './commands.js'
 import { ZfsParseError } from './errors.js'
-import type { Dataset, DatasetProperty, DatasetType, Hold, Pool } from './types.js'
+import type { Dataset, DatasetProperty, DatasetType, Hold, Pool, ScannedDataset } from './types.js'
 
 const TYPES: readonly DatasetType[] = ['filesystem', 'volume', 'snapshot', 'bookmark']
 
@@ -63,6 +63,23 @@ export function parseProps(stdout: string): DatasetProperty[] {
   return rows(stdout, 4, 'zfs get').map(([name, property, value, source]) => ({
     name: name!, property: property!, value: dash(value!), source: dash(source!),
   }))
+}
+
+/** `zfs get type,userrefs` lines (commands.scan) as one entry per dataset, in zfs's order. */
+export function parseScan(stdout: string): ScannedDataset[] {
+  const byName = new Map<string, { name: string; type?: DatasetType; userrefs: number }>()
+  for (const p of parseProps(stdout)) {
+    let d = byName.get(p.name)
+    if (!d) byName.set(p.name, (d = { name: p.name, userrefs: 0 }))
+    if (p.property === 'type') {
+      if (!TYPES.includes(p.value as DatasetType)) throw new ZfsParseError(`zfs get: ${p.name} has type ${JSON.stringify(p.value)}`)
+      d.type = p.value as DatasetType
+    } else if (p.property === 'userrefs' && p.value !== undefined) d.userrefs = num(p.value, `${p.name} userrefs`)
+  }
+  return [...byName.values()].map((d) => {
+    if (!d.type) throw new ZfsParseError(`zfs get: no type for ${d.name}`)
+    return { name: d.name, type: d.type, userrefs: d.userrefs }
+  })
 }
 
 export function parsePools(stdout: string): Pool[] {

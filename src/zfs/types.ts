@@ -46,6 +46,14 @@ export interface DatasetProperty {
   readonly source: string | undefined
 }
 
+/** One dataset of a tree scan: its type, and for a snapshot how many holds it has. */
+export interface ScannedDataset {
+  readonly name: string
+  readonly type: DatasetType
+  /** Holds on a snapshot (`userrefs`); 0 for other types. */
+  readonly userrefs: number
+}
+
 export interface Hold {
   readonly snapshot: string
   readonly tag: string

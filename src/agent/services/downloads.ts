@@ -9,7 +9,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { BusyError, InvalidParamsError, NotFoundError } from '../errors.js'
-import { names, ZfsError, type Dataset } from '../../zfs/index.js'
+import { names, ZfsError, type Dataset, type ScannedDataset } from '../../zfs/index.js'
 import type { Child } from '../../common/exec.js'
 import type { SendOptions } from '../../zfs/types.js'
 import type { ResumeTokenInfo } from '../../zfs/parse.js'
@@ -209,13 +209,13 @@ export function createDownloadService(d: Deps & {
     },
 
     /** Release holds a previous run of the agent left (it crashed mid-stream). */
-    async releaseStale(): Promise<number> {
-      const snaps = await zfs.listDatasets({ types: ['snapshot'], roots: [scope.images, scope.guests] })
-      if (snaps.length === 0) return 0
+    async releaseStale(tree: readonly ScannedDataset[]): Promise<number> {
+      // Only snapshots that hold anything are asked for their holds: usually none.
+      const held = tree.filter((d) => d.type === 'snapshot' && d.userrefs > 0 && [scope.images, scope.guests].some((root) => names.isWithin(d.name, root))).map((d) => d.name)
       let released = 0
       // In slices: one argv cannot carry tens of thousands of names.
-      for (let i = 0; i < snaps.length; i += 500) {
-        const holds = await zfs.holds(snaps.slice(i, i + 500).map((s) => s.name))
+      for (let i = 0; i < held.length; i += 500) {
+        const holds = await zfs.holds(held.slice(i, i + 500))
         for (const h of holds.filter((x) => x.tag.startsWith(HOLD_PREFIX))) {
           await zfs.release(h.tag, h.snapshot)
           released++

@@ -181,8 +181,10 @@ for (const v of versions) {
 
   tap.test(`zfs ${v}: start-up releases the download holds a crashed agent left, and no other`, async (t) => {
     const { runner, services: s } = await setup(t)
-    t.equal(await s.downloads.releaseStale(), 1)
-    t.same(asked(runner), ['svc-list-snapshots', 'svc-holds-all', 'svc-release-stale'])
+    const tree = await createZfs(runner).scan(['tank/images', 'tank/guests'])
+    t.same(tree.filter((d) => d.userrefs > 0).map((d) => d.name), ['tank/guests/g1@snap-2', 'tank/guests/g1/disk-0@snap-1'], 'the scan finds the two held snapshots')
+    t.equal(await s.downloads.releaseStale(tree), 1)
+    t.same(asked(runner), ['svc-scan', 'svc-holds-held', 'svc-release-stale'], 'holds asked of the held snapshots only')
     t.same(runner.changes(), ['zfs release mistify-download.0123456789ab tank/guests/g1/disk-0@snap-1'], 'the operator\'s mistify-send hold is kept')
   })
 

@@ -55,6 +55,11 @@ t.test('send and receive', async (t) => {
   t.same(cmd.receive('tank/i/x', { resumable: true, force: true, noMount: true, props: { compression: 'lz4' } }), ['receive', '-s', '-F', '-u', '-o', 'compression=lz4', 'tank/i/x'])
 })
 
+t.test('scan: one recursive get of type and userrefs', async (t) => {
+  t.same(cmd.scan(['tank/images', 'tank/guests']), ['get', '-H', '-p', '-r', '-t', 'all', '-o', 'name,property,value,source', 'type,userrefs', 'tank/images', 'tank/guests'])
+  t.throws(() => cmd.scan(['-r']), InvalidDatasetNameError)
+})
+
 t.test('holds', async (t) => {
   t.same(cmd.hold('mistify-send', 'tank/x@s'), ['hold', 'mistify-send', 'tank/x@s'])
   t.same(cmd.release('mistify-send', 'tank/x@s'), ['release', 'mistify-send', 'tank/x@s'])

@@ -54,6 +54,21 @@ for (const v of zfsVersions) {
         ['compression', 'off', 'default'], ['quota', '209715200', 'local'], ['volsize', undefined, undefined]])
     })
 
+    t.test('scan', async (t) => {
+      const tree = parse.parseScan(recorded(v, 'svc-scan').stdout)
+      const by = new Map(tree.map((d) => [d.name, d]))
+      t.match(by.get('tank/images'), { type: 'filesystem', userrefs: 0 })
+      t.match(by.get('tank/images/img'), { type: 'volume', userrefs: 0 })
+      t.match(by.get('tank/images/img@base'), { type: 'snapshot', userrefs: 0 })
+      t.match(by.get('tank/guests/g1@snap-2'), { type: 'snapshot', userrefs: 1 }, 'the operator\'s mistify-send hold')
+      t.ok(tree.every((d) => d.name.startsWith('tank/images') || d.name.startsWith('tank/guests')))
+      t.throws(() => parse.parseScan('tank/x\ttype\tweird\t-\n'), ZfsParseError, 'an unknown type')
+      t.throws(() => parse.parseScan('tank/x\tuserrefs\t1\t-\n'), ZfsParseError, 'no type')
+      t.throws(() => parse.parseScan('tank/x@s\ttype\tsnapshot\t-\ntank/x@s\tuserrefs\tmany\t-\n'), ZfsParseError, 'userrefs not a number')
+      t.same(parse.parseScan('tank/x@s\ttype\tsnapshot\t-\ntank/x@s\tuserrefs\t2\t-\ntank/x\ttype\tvolume\t-\ntank/x\tuserrefs\t-\t-\n'),
+        [{ name: 'tank/x@s', type: 'snapshot', userrefs: 2 }, { name: 'tank/x', type: 'volume', userrefs: 0 }])
+    })
+
     t.test('zpool, holds, send estimate', async (t) => {
       const [pool] = parse.parsePools(recorded(v, 'zpool-list').stdout)
       t.match(pool, { name: 'tank', health: 'ONLINE', readonly: false })
