@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { tmpdir } from 'node:os'
 import * as cmd from '../dist/src/zfs/commands.js'
 import { parseDatasets, parseScan } from '../dist/src/zfs/parse.js'
+import { SCAN_PROPS } from '../dist/src/agent/catalog.js'
 
 const fresh = process.argv.includes('--fresh')
 const outRoot = process.argv.slice(2).find((a) => !a.startsWith('--')) ?? 'test/fixtures/zfs'
@@ -127,7 +128,7 @@ try {
   // A download hold a crashed agent left behind, for the start-up release.
   z(cmd.hold('mistify-download.0123456789ab', 'tank/guests/g1/disk-0@snap-1'))
   // Start-up's one scan of both trees, then holds of the snapshots it found held (as releaseStale asks).
-  const held = parseScan(record('svc-scan', 'zfs', cmd.scan(both)).stdout).filter((d) => d.type === 'snapshot' && d.userrefs > 0).map((d) => d.name)
+  const held = parseScan(record('svc-scan', 'zfs', cmd.scan(both, SCAN_PROPS)).stdout).filter((d) => d.type === 'snapshot' && d.userrefs > 0).map((d) => d.name)
   record('svc-holds-held', 'zfs', cmd.holds(held))
   record('svc-release-stale', 'zfs', cmd.release('mistify-download.0123456789ab', 'tank/guests/g1/disk-0@snap-1'))
   // Last: it may destroy part of the tree before the held snapshot stops it.

@@ -8,7 +8,7 @@ import { openDb } from '../common/db.js'
 import { createScope, type Scope } from './services/scope.js'
 import { createServices, type Services } from './services/index.js'
 import { createFetchQueue, type FetchQueue } from './jobs/queue.js'
-import { imageRecords, reconcile } from './catalog.js'
+import { imageRecords, reconcile, SCAN_PROPS } from './catalog.js'
 import { createApp } from './http/app.js'
 import type { Logger } from '../common/log.js'
 import { createMetrics, type Metrics } from './ops/metrics.js'
@@ -73,7 +73,7 @@ export async function createAgent(config: Config, deps: AgentDeps): Promise<Agen
   // One look at both trees serves the catalog's reconcile and the release of stale download holds.
   let tree: ScannedDataset[]
   try {
-    tree = await zfs.scan([scope.images, scope.guests])
+    tree = await zfs.scan([scope.images, scope.guests], SCAN_PROPS)
     await reconcile(zfs, scope, records, log, tree)
   } catch (e) {
     await db.close()

@@ -120,39 +120,42 @@ export function cachedTable<T>(store: Table<T>): CachedTable<T> {
  * crash between the two): the marks import-image.ts sets before the rename
  * say it is ours and whole, so its record is written now.
  */
-async function adopt(zfs: Zfs, name: string, id: string, records: ImageRecords, log: Logger): Promise<void> {
-  const props = (await zfs.getProps([name], [PROP_IMAGE, PROP_SHA256, PROP_FORMAT])).get(name)
-  if (props?.get(PROP_IMAGE) !== id) return // not an import of ours (e.g. a CloneImage dest)
-  const snaps = await zfs.listDatasets({ types: ['snapshot'], roots: [name], depth: 1 })
+async function adopt(zfs: Zfs, ds: ScannedDataset, id: string, snaps: readonly string[], records: ImageRecords, log: Logger): Promise<void> {
   if (snaps.length !== 1) return
-  const ds = await zfs.getDataset(name)
-  const sha256 = props.get(PROP_SHA256)
-  const format = props.get(PROP_FORMAT)
+  const { volsize } = await zfs.getDataset(ds.name)
+  const sha256 = ds.props.get(PROP_SHA256)
+  const format = ds.props.get(PROP_FORMAT)
   await records.put(id, {
-    id, type: '', volume: name, snapshot: snaps[0]!.name, size: toMiB(ds.volsize), status: 'complete',
+    id, type: '', volume: ds.name, snapshot: snaps[0]!, size: toMiB(volsize), status: 'complete',
     ...(sha256 ? { sha256 } : {}), ...(format ? { format } : {}),
   })
   log.warn({ image: id }, 'adopted an image imported just before a crash')
 }
 
+/** What reconcile needs the start-up scan (zfs.scan) to read besides type and holds: the marks adopt() looks for. */
+export const SCAN_PROPS = [PROP_IMAGE, PROP_SHA256, PROP_FORMAT] as const
+
 /**
  * Remove what a crash can leave behind, and records whose dataset is gone.
- * `tree`: the start-up scan of images/ (zfs.scan), one zfs command for any
- * number of images; a command per record made start-up grow with the count.
+ * `tree`: the start-up scan of images/ with SCAN_PROPS (zfs.scan), one zfs
+ * command for any number of images or datasets not ours; a command per record,
+ * or per unknown volume, made start-up grow with the count.
  */
 export async function reconcile(zfs: Zfs, scope: Scope, records: ImageRecords, log: Logger, tree: readonly ScannedDataset[]): Promise<void> {
   const prefix = `${scope.images}/`
   const below = tree.filter((d) => d.name.startsWith(prefix))
   const children = below.filter((d) => (d.type === 'volume' || d.type === 'filesystem') && !d.name.slice(prefix.length).includes('/'))
   const known = new Set((await records.values()).map((r) => r.volume))
+  const snapshotsOf = (name: string) => below.filter((d) => d.type === 'snapshot' && d.name.startsWith(`${name}@`)).map((d) => d.name)
   for (const ds of children) {
     const child = ds.name.slice(prefix.length)
     if (TEMPORARY_PREFIXES.some((p) => child.startsWith(p))) {
       log.warn({ dataset: ds.name }, 'removing an interrupted import')
       // One leftover that cannot go (a clone was made of it by hand) must not keep the agent down.
       await zfs.destroy(ds.name, { recursive: true }).catch((e: Error) => log.error({ dataset: ds.name, err: e.message }, 'could not remove an interrupted import; left in place'))
-    } else if (ds.type === 'volume' && !known.has(ds.name)) {
-      await adopt(zfs, ds.name, child, records, log)
+    } else if (ds.type === 'volume' && !known.has(ds.name) && ds.props.get(PROP_IMAGE) === child) {
+      // Marked by our import as this very image (a CloneImage dest or anything else is left alone).
+      await adopt(zfs, ds, child, snapshotsOf(ds.name), records, log)
     }
   }
   const snapshots = new Set(below.filter((d) => d.type === 'snapshot').map((d) => d.name))

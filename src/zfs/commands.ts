@@ -65,10 +65,14 @@ export function getProps(names: readonly string[], props: readonly string[]): Ar
   return ['get', '-H', '-p', '-o', 'name,property,value,source', props.join(','), ...names]
 }
 
-/** Every dataset under `roots` with its type and holds count, in one pass (start-up's only look at the trees). */
-export function scan(roots: readonly string[]): Argv {
+/**
+ * Every dataset under `roots` with its type, holds count and the `props` asked
+ * for, in one pass (start-up's only look at the trees).
+ */
+export function scan(roots: readonly string[], props: readonly string[] = []): Argv {
   roots.forEach(assertAnyName)
-  return ['get', '-H', '-p', '-r', '-t', 'all', '-o', 'name,property,value,source', 'type,userrefs', ...roots]
+  for (const p of props) if (!PROP_NAME.test(p)) throw new InvalidDatasetNameError(`invalid property name ${JSON.stringify(p)}`)
+  return ['get', '-H', '-p', '-r', '-t', 'all', '-o', 'name,property,value,source', ['type', 'userrefs', ...props].join(','), ...roots]
 }
 
 export function setProps(name: string, props: Readonly<Record<string, string>>): Argv {

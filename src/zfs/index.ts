@@ -58,8 +58,8 @@ export interface Zfs {
   hold(tag: string, snap: string, o?: { recursive?: boolean }, x?: ExecOptions): Promise<void>
   release(tag: string, snap: string, o?: { recursive?: boolean }, x?: ExecOptions): Promise<void>
   holds(snaps: readonly string[], o?: { recursive?: boolean }, x?: ExecOptions): Promise<Hold[]>
-  /** Every dataset under `roots` (themselves included) with its type and holds count: one zfs command. */
-  scan(roots: readonly string[], x?: ExecOptions): Promise<ScannedDataset[]>
+  /** Every dataset under `roots` (themselves included) with its type, holds count and `props`: one zfs command. */
+  scan(roots: readonly string[], props?: readonly string[], x?: ExecOptions): Promise<ScannedDataset[]>
   pools(name?: string, x?: ExecOptions): Promise<Pool[]>
 }
 
@@ -120,7 +120,7 @@ export function createZfs(runner: ZfsRunner = createZfsRunner()): Zfs {
     async hold(tag, snap, o, x) { await zfs(cmd.hold(tag, snap, o), x) },
     async release(tag, snap, o, x) { await zfs(cmd.release(tag, snap, o), x) },
     async holds(snaps, o, x) { return parse.parseHolds(await zfs(cmd.holds(snaps, o), x)) },
-    async scan(roots, x) { return parse.parseScan(await zfs(cmd.scan(roots), x)) },
+    async scan(roots, props, x) { return parse.parseScan(await zfs(cmd.scan(roots, props), x)) },
     async pools(name, x) { return parse.parsePools(await runner.run('zpool', cmd.zpoolList(name), x)) },
   }
   return zfsApi

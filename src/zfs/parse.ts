@@ -65,20 +65,22 @@ export function parseProps(stdout: string): DatasetProperty[] {
   }))
 }
 
-/** `zfs get type,userrefs` lines (commands.scan) as one entry per dataset, in zfs's order. */
+/** `zfs get type,userrefs,…` lines (commands.scan) as one entry per dataset, in zfs's order. */
 export function parseScan(stdout: string): ScannedDataset[] {
-  const byName = new Map<string, { name: string; type?: DatasetType; userrefs: number }>()
+  const byName = new Map<string, { name: string; type?: DatasetType; userrefs: number; props: Map<string, string> }>()
   for (const p of parseProps(stdout)) {
     let d = byName.get(p.name)
-    if (!d) byName.set(p.name, (d = { name: p.name, userrefs: 0 }))
+    if (!d) byName.set(p.name, (d = { name: p.name, userrefs: 0, props: new Map() }))
     if (p.property === 'type') {
       if (!TYPES.includes(p.value as DatasetType)) throw new ZfsParseError(`zfs get: ${p.name} has type ${JSON.stringify(p.value)}`)
       d.type = p.value as DatasetType
-    } else if (p.property === 'userrefs' && p.value !== undefined) d.userrefs = num(p.value, `${p.name} userrefs`)
+    } else if (p.property === 'userrefs') {
+      if (p.value !== undefined) d.userrefs = num(p.value, `${p.name} userrefs`)
+    } else if (p.value !== undefined) d.props.set(p.property, p.value) // a user property that is not set prints '-'
   }
   return [...byName.values()].map((d) => {
     if (!d.type) throw new ZfsParseError(`zfs get: no type for ${d.name}`)
-    return { name: d.name, type: d.type, userrefs: d.userrefs }
+    return { name: d.name, type: d.type, userrefs: d.userrefs, props: d.props }
   })
 }
 

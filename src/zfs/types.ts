@@ -46,12 +46,14 @@ export interface DatasetProperty {
   readonly source: string | undefined
 }
 
-/** One dataset of a tree scan: its type, and for a snapshot how many holds it has. */
+/** One dataset of a tree scan: its type, for a snapshot how many holds it has, and the properties asked for. */
 export interface ScannedDataset {
   readonly name: string
   readonly type: DatasetType
   /** Holds on a snapshot (`userrefs`); 0 for other types. */
   readonly userrefs: number
+  /** The scan's extra properties that have a value here (a user property not set is absent). */
+  readonly props: ReadonlyMap<string, string>
 }
 
 export interface Hold {

@@ -91,3 +91,37 @@ t.test('memo: derived once per table state, again after any write or a failed wr
   t.same((await sum()).order, [1, 2, 3, 0], 'a failed write is not in the derived value')
   t.equal(runs, 3)
 })
+
+t.test('reconcile: adopts only volumes the scan shows marked as that image, with no zfs command per other volume', async (t) => {
+  const { imageRecords, reconcile, SCAN_PROPS } = await import('../../src/agent/catalog.js')
+  const { createScope } = await import('../../src/agent/services/scope.js')
+  const { parseScan } = await import('../../src/zfs/parse.js')
+  const { scan } = await import('../../src/zfs/commands.js')
+  t.same(scan(['tank/images'], SCAN_PROPS).at(-2), 'type,userrefs,mistify:image,mistify:sha256,mistify:format', 'the scan reads the marks')
+  const db = await openDb(join(t.testdir(), 'db'))
+  t.teardown(() => db.close())
+  const records = imageRecords(db)
+  // zfs get output as the scan prints it: 200 volumes not ours, one marked import, one marked with another id.
+  const row = (name: string, prop: string, value: string, source = '-') => `${name}\t${prop}\t${value}\t${source}\n`
+  let out = row('tank/images', 'type', 'filesystem') + row('tank/images', 'userrefs', '-') + row('tank/images', 'mistify:image', '-')
+  const vol = (name: string, mark?: string) => {
+    out += row(name, 'type', 'volume') + row(name, 'userrefs', '-') + row(name, 'mistify:image', mark ?? '-', mark ? 'local' : '-')
+    out += row(name, 'mistify:sha256', mark ? 'ab'.repeat(32) : '-', mark ? 'local' : '-') + row(name, 'mistify:format', mark ? 'zfs' : '-', mark ? 'local' : '-')
+    out += row(`${name}@base`, 'type', 'snapshot') + row(`${name}@base`, 'userrefs', '0')
+  }
+  for (let i = 0; i < 200; i++) vol(`tank/images/other-${i}`)
+  vol('tank/images/mine', 'mine')
+  vol('tank/images/elsewhere', 'not-this-name')
+  const calls: string[] = []
+  const zfs = {
+    async getDataset(name: string) { calls.push(`get ${name}`); return { name, volsize: 4 * 1024 * 1024 } },
+    async destroy(name: string) { calls.push(`destroy ${name}`) },
+  }
+  const log = { info() {}, warn() {}, error() {} }
+  await reconcile(zfs as any, createScope('tank'), records, log, parseScan(out))
+  t.same(calls, ['get tank/images/mine'], 'one zfs command, for the one adoption')
+  t.match(await records.get('mine'), { volume: 'tank/images/mine', snapshot: 'tank/images/mine@base', status: 'complete', size: 4, sha256: 'ab'.repeat(32), format: 'zfs' })
+  t.equal(await records.get('not-this-name'), undefined)
+  t.equal(await records.get('elsewhere'), undefined, 'a mark naming another image is not adopted')
+  t.equal((await records.values()).length, 1)
+})

@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { ConflictError, InvalidParamsError, NoSpaceError, NotFoundError } from '../../../src/agent/errors.js'
 import { RPC, wireError } from '../../../src/agent/rpc/error-codes.js'
 import { createZfs, DatasetBusyError, DatasetExistsError, OutOfSpaceError } from '../../../src/zfs/index.js'
+import { SCAN_PROPS } from '../../../src/agent/catalog.js'
 import { recorded, zfsVersions } from '../../helpers/fixtures.js'
 import { recordedRunner, recordedServices, recordingNames, type RecordedRunner } from '../../helpers/recorded-zfs.js'
 
@@ -181,7 +182,7 @@ for (const v of versions) {
 
   tap.test(`zfs ${v}: start-up releases the download holds a crashed agent left, and no other`, async (t) => {
     const { runner, services: s } = await setup(t)
-    const tree = await createZfs(runner).scan(['tank/images', 'tank/guests'])
+    const tree = await createZfs(runner).scan(['tank/images', 'tank/guests'], SCAN_PROPS)
     t.same(tree.filter((d) => d.userrefs > 0).map((d) => d.name), ['tank/guests/g1@snap-2', 'tank/guests/g1/disk-0@snap-1'], 'the scan finds the two held snapshots')
     t.equal(await s.downloads.releaseStale(tree), 1)
     t.same(asked(runner), ['svc-scan', 'svc-holds-held', 'svc-release-stale'], 'holds asked of the held snapshots only')

@@ -55,9 +55,11 @@ t.test('send and receive', async (t) => {
   t.same(cmd.receive('tank/i/x', { resumable: true, force: true, noMount: true, props: { compression: 'lz4' } }), ['receive', '-s', '-F', '-u', '-o', 'compression=lz4', 'tank/i/x'])
 })
 
-t.test('scan: one recursive get of type and userrefs', async (t) => {
+t.test('scan: one recursive get of type, userrefs and the properties asked for', async (t) => {
   t.same(cmd.scan(['tank/images', 'tank/guests']), ['get', '-H', '-p', '-r', '-t', 'all', '-o', 'name,property,value,source', 'type,userrefs', 'tank/images', 'tank/guests'])
+  t.same(cmd.scan(['tank/images'], ['mistify:image']), ['get', '-H', '-p', '-r', '-t', 'all', '-o', 'name,property,value,source', 'type,userrefs,mistify:image', 'tank/images'])
   t.throws(() => cmd.scan(['-r']), InvalidDatasetNameError)
+  t.throws(() => cmd.scan(['tank/images'], ['type,-r']), InvalidDatasetNameError, 'a property list cannot smuggle an option')
 })
 
 t.test('holds', async (t) => {

@@ -66,7 +66,9 @@ for (const v of zfsVersions) {
       t.throws(() => parse.parseScan('tank/x\tuserrefs\t1\t-\n'), ZfsParseError, 'no type')
       t.throws(() => parse.parseScan('tank/x@s\ttype\tsnapshot\t-\ntank/x@s\tuserrefs\tmany\t-\n'), ZfsParseError, 'userrefs not a number')
       t.same(parse.parseScan('tank/x@s\ttype\tsnapshot\t-\ntank/x@s\tuserrefs\t2\t-\ntank/x\ttype\tvolume\t-\ntank/x\tuserrefs\t-\t-\n'),
-        [{ name: 'tank/x@s', type: 'snapshot', userrefs: 2 }, { name: 'tank/x', type: 'volume', userrefs: 0 }])
+        [{ name: 'tank/x@s', type: 'snapshot', userrefs: 2, props: new Map() }, { name: 'tank/x', type: 'volume', userrefs: 0, props: new Map() }])
+      const marked = parse.parseScan('tank/x\ttype\tvolume\t-\ntank/x\tuserrefs\t-\t-\ntank/x\tmistify:image\tx\tlocal\ntank/x\tmistify:format\t-\t-\n')
+      t.same([...marked[0]!.props], [['mistify:image', 'x']], 'a user property set is kept, one not set ("-") is not')
     })
 
     t.test('zpool, holds, send estimate', async (t) => {
