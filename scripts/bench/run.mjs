@@ -31,8 +31,8 @@ import * as startup from './startup.mjs'
 import { svgChart } from './chart.mjs'
 
 // Order matters: rss is the biggest transfer and its figures must not be skewed by leftovers;
-// startup and list leave ~1000 datasets each behind (destroyed with the pool), so they run last.
-// startup before list: twice its 1,000 zvol creates stalled with list's datasets already there.
+// startup and list leave ~1000 datasets each behind (destroyed with the pool), so they run last;
+// startup renames its images/ away, so list's agent does not scan them at start-up.
 const ALL = [clone, download, importBench, requests, rss, startup, list]
 const out = process.argv[2] ?? 'bench.json'
 const only = env('BENCH_ONLY', '').split(',').map((s) => s.trim()).filter(Boolean)
