@@ -18,9 +18,13 @@ for v in $(compgen -e | grep '^BENCH_' || true); do
   vars="$vars $v=$(printf '%q' "${!v}")"
 done
 [ "${BENCH_PROFILE:-0}" != 0 ] && vars="$vars BENCH_PROFILE=/mnt/host/prof"
+# The pool's own disk (/dev/vdb in the VM): sparse, so it costs the host only what is written.
+# A file vdev on the VM's 4 GiB root filled it: ZFS got ENOSPC, suspended the pool, and every
+# zfs command waited forever (the "stalls" of the startup benchmark).
+truncate -s 48G "$share/pool.img"
 set +e
-bash scripts/vm/run.sh --share "$share" --timeout "${BENCH_VM_TIMEOUT:-4800}" -- \
-  "set -e; mkdir -p /tmp/p; tar -C /tmp/p -xf /mnt/host/project.tar; cd /tmp/p; env$vars node scripts/bench/run.mjs /mnt/host/bench.json"
+bash scripts/vm/run.sh --share "$share" --disk "$share/pool.img" --timeout "${BENCH_VM_TIMEOUT:-4800}" -- \
+  "set -e; mkdir -p /tmp/p; tar -C /tmp/p -xf /mnt/host/project.tar; cd /tmp/p; env$vars BENCH_POOL_DEVICE=/dev/vdb node scripts/bench/run.mjs /mnt/host/bench.json"
 rc=$?
 set -e
 [ -f "$share/bench.json" ] && cp "$share/bench.json" bench-results/bench.json && echo "JSON: bench-results/bench.json"

@@ -119,21 +119,35 @@ function killDescendants(pid) {
  * and commands are killed, and the benchmarks after it still run.
  */
 async function runGuarded(b, stallSeconds) {
-  let timer
+  let timer, probe
   const stalled = new Promise((_, reject) => {
-    timer = setTimeout(() => {
-      log(`${b.name}: no result after ${stallSeconds} s; state of the VM:\n${stallReport()}`)
+    const giveUp = (why) => {
+      clearTimeout(timer); clearInterval(probe)
+      log(`${b.name}: ${why}; state of the VM:\n${stallReport()}`)
       killAll()
       killDescendants(process.pid)
-      reject(new Error(`stalled: no result after ${stallSeconds} s (state in the log above)`))
-    }, stallSeconds * 1000)
+      reject(new Error(`${why} (state in the log above)`))
+    }
+    timer = setTimeout(() => giveUp(`stalled: no result after ${stallSeconds} s`), stallSeconds * 1000)
+    // A suspended pool (a vdev's I/O failed) never resumes by itself: every zfs command waits on it.
+    probe = setInterval(() => {
+      let health = ''
+      try { health = execFileSync('zpool', ['list', '-H', '-o', 'health', pool], { encoding: 'utf8', timeout: 10_000 }).trim() } catch { return }
+      if (health === 'SUSPENDED') { poolSuspended = true; giveUp(`the pool is suspended (I/O errors on its vdev)`) }
+    }, 20_000)
   })
-  try { return await Promise.race([b.run(ctx), stalled]) } finally { clearTimeout(timer) }
+  try { return await Promise.race([b.run(ctx), stalled]) } finally { clearTimeout(timer); clearInterval(probe) }
 }
+let poolSuspended = false
 try {
-  const disk = join(dir, 'disk0')
-  writeFileSync(disk, '')
-  truncateSync(disk, 32 * 1024 ** 3) // sparse; lz4 keeps the pattern data tiny
+  // A disk of its own (scripts/bench.sh attaches one); else a sparse file, which only suits short runs:
+  // the pool's writes grow it, and a full file system under a vdev suspends the pool.
+  let disk = process.env.BENCH_POOL_DEVICE
+  if (!disk) {
+    disk = join(dir, 'disk0')
+    writeFileSync(disk, '')
+    truncateSync(disk, 32 * 1024 ** 3)
+  }
   sh('zpool', ['create', '-f', '-o', 'ashift=12', '-O', 'mountpoint=none', '-O', 'compression=lz4', pool, disk])
   poolMade = true
   mkdirSync(ctx.filesDir, { recursive: true })
@@ -144,11 +158,12 @@ try {
   sh('zfs', ['create', `${pool}/images`])
   sh('zfs', ['create', '-o', `mountpoint=${join(dir, 'guests')}`, `${pool}/guests`])
   if (ctx.prof) mkdirSync(ctx.prof, { recursive: true })
-  log(`pool ${pool} on ${dir}; running ${selected.map((b) => b.name).join(', ')}`)
+  log(`pool ${pool} on ${disk}; running ${selected.map((b) => b.name).join(', ')}`)
   for (const b of selected) {
     const s = Date.now()
     log(`${b.name}: start`)
     try {
+      if (poolSuspended) throw new Error('not run: the pool was suspended by an earlier benchmark')
       results[b.name] = await runGuarded(b, num('BENCH_STALL_SECONDS', 1800))
       results[b.name].seconds = (Date.now() - s) / 1000
       log(`${b.name}: done in ${results[b.name].seconds.toFixed(0)} s`)

@@ -16,9 +16,7 @@ export async function run(ctx) {
   // Where real images live (images/<id>@<snap>). volmode=none, inherited from images/ (renamed
   // away at the end): no /dev nodes, so udev does not churn through 1,000 zvols (start-up never
   // opens them), and each create is one transaction group, not a create and then a set.
-  // One create at a time: with four at once (xargs -P 4) a run on 2026-12-05 sat with the VM idle
-  // for 25 minutes (OpenZFS 2.1 under TCG; cf. the zvol_open trouble noted in scripts/test.mjs).
-  // Progress is logged every 100, so a stall shows where it happened.
+  // Progress is logged every 100.
   // The baseline first, while images/ is empty: the process, the pool checks and one scan of nothing.
   const emptyStarts = []
   for (let r = 0; r < rounds; r++) {
