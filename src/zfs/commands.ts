@@ -23,10 +23,15 @@ export const POOL_COLUMNS = ['name', 'size', 'allocated', 'free', 'health', 'rea
 const PROP_NAME = /^[a-z][a-z0-9_]*(:[a-z0-9_.:-]+)?$/
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}$/
 
+/** A property name as zfs knows them (native or user): never an option, a list or a path. */
+function assertPropName(p: string): void {
+  if (!PROP_NAME.test(p)) throw new InvalidDatasetNameError(`invalid property name ${JSON.stringify(p)}`)
+}
+
 function propArgs(props: Readonly<Record<string, string>> | undefined): string[] {
   const out: string[] = []
   for (const [k, v] of Object.entries(props ?? {}).sort(([a], [b]) => a.localeCompare(b))) {
-    if (!PROP_NAME.test(k)) throw new InvalidDatasetNameError(`invalid property name ${JSON.stringify(k)}`)
+    assertPropName(k)
     if (v.includes('\n') || v.includes('\0')) throw new InvalidDatasetNameError(`invalid value for property ${k}`)
     out.push('-o', `${k}=${v}`)
   }
@@ -61,7 +66,7 @@ export function getDataset(name: string): Argv {
 
 export function getProps(names: readonly string[], props: readonly string[]): Argv {
   names.forEach(assertAnyName)
-  for (const p of props) if (!PROP_NAME.test(p)) throw new InvalidDatasetNameError(`invalid property name ${JSON.stringify(p)}`)
+  props.forEach(assertPropName)
   return ['get', '-H', '-p', '-o', 'name,property,value,source', props.join(','), ...names]
 }
 
@@ -71,7 +76,7 @@ export function getProps(names: readonly string[], props: readonly string[]): Ar
  */
 export function scan(roots: readonly string[], props: readonly string[] = []): Argv {
   roots.forEach(assertAnyName)
-  for (const p of props) if (!PROP_NAME.test(p)) throw new InvalidDatasetNameError(`invalid property name ${JSON.stringify(p)}`)
+  props.forEach(assertPropName)
   return ['get', '-H', '-p', '-r', '-t', 'all', '-o', 'name,property,value,source', ['type', 'userrefs', ...props].join(','), ...roots]
 }
 
@@ -164,7 +169,7 @@ export function sendResume(token: string, o: { describe?: boolean } = {}): Argv 
 export function receive(name: string, o: ReceiveOptions = {}): Argv {
   assertAnyName(name)
   const exclude = (o.exclude ?? []).flatMap((p) => {
-    if (!PROP_NAME.test(p)) throw new InvalidDatasetNameError(`invalid property name ${JSON.stringify(p)}`)
+    assertPropName(p)
     return ['-x', p]
   })
   return ['receive', ...flag(o.resumable, '-s'), ...flag(o.force, '-F'), ...flag(o.noMount, '-u'), ...propArgs(o.props), ...exclude, name]
