@@ -13,10 +13,6 @@ export async function run(ctx) {
   const rounds = num('BENCH_ROUNDS', 3)
   const images = `${ctx.pool}/images`
   const text = []
-  // Where real images live (images/<id>@<snap>). volmode=none, inherited from images/ (renamed
-  // away at the end): no /dev nodes, so udev does not churn through 1,000 zvols (start-up never
-  // opens them), and each create is one transaction group, not a create and then a set.
-  // Progress is logged every 100.
   // The baseline first, while images/ is empty: the process, the pool checks and one scan of nothing.
   const emptyStarts = []
   for (let r = 0; r < rounds; r++) {
@@ -24,6 +20,10 @@ export async function run(ctx) {
     emptyStarts.push(empty.startSeconds)
     await empty.stop()
   }
+  // Where real images live (images/<id>@<snap>). volmode=none, inherited from images/ (renamed
+  // away at the end): no /dev nodes, so udev does not churn through 1,000 zvols (start-up never
+  // opens them), and each create is one transaction group, not a create and then a set.
+  // Progress is logged every 100.
   await bash(`zfs set volmode=none ${images}`)
   const made = await timed(async () => {
     for (let i = 0; i < n; i += 100) {
