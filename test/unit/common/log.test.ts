@@ -52,3 +52,36 @@ t.test('a token is still redacted', async (t) => {
   await later(60)
   t.notMatch(writes.join(''), /secret/)
 })
+
+t.test('secrets are blanked at the top level, one level down and in headers one level down; the caller keeps its objects', async (t) => {
+  const { redactSecrets, CENSOR } = await import('../../../src/common/log.js')
+  const headers = { authorization: 'Bearer h', accept: '*/*' }
+  const input = { token: 't', Authorization: 'a', config: { token: 't2', port: 1 }, req: { headers, url: '/' }, keep: 1, list: [{ token: 'in a list' }] }
+  const out = redactSecrets(input)
+  t.same(out, {
+    token: CENSOR, Authorization: CENSOR, config: { token: CENSOR, port: 1 }, req: { headers: { authorization: CENSOR, accept: '*/*' }, url: '/' },
+    keep: 1, list: [{ token: 'in a list' }],
+  })
+  t.equal(input.token, 't', 'the input is not changed')
+  t.equal(headers.authorization, 'Bearer h')
+  const plain = { reqId: 'r', method: 'GetImage' }
+  t.equal(redactSecrets(plain), plain, 'an object without secrets is used as it is')
+  const err = Object.assign(new Error('boom'), { token: 'e' })
+  const o = redactSecrets({ err }) as { err: Error & { token: string } }
+  t.ok(o.err instanceof Error, 'an Error stays an Error')
+  t.equal(o.err.message, 'boom')
+  t.equal(o.err.token, CENSOR)
+  t.equal(err.token, 'e')
+})
+
+t.test('the logged line carries the redaction, and the time in ISO form', async (t) => {
+  const writes: string[] = []
+  const log = jsonLogger(batchedStderr({ write: (s: string) => writes.push(s) }, 1))
+  log.info({ req: { headers: { authorization: 'Bearer zzz' } }, authorization: 'x' }, 'm')
+  log.info({}, 'n')
+  await later(30)
+  const lines = writes.join('').trim().split('\n').map((l) => JSON.parse(l))
+  t.notMatch(writes.join(''), /zzz/)
+  t.match(lines[0], { level: 'info', msg: 'm', authorization: '[redacted]', req: { headers: { authorization: '[redacted]' } } })
+  t.match(lines[1].time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
+})
