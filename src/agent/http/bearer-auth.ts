@@ -14,10 +14,11 @@ export function checkBearer(header: string | undefined, token: string): boolean 
   return timingSafeEqual(digest(given), digest(token)) && m !== null
 }
 
-/** 401 unless the request has the token (no token configured: open). Mounted after the public routes. */
-export function bearerAuth(token: string | undefined): Koa.Middleware {
+/** 401 unless the request has the token (no token configured: open) or its path is one of `open` (any method). */
+export function bearerAuth(token: string | undefined, o: { open?: readonly string[] } = {}): Koa.Middleware {
+  const open = new Set(o.open)
   return async (ctx, next) => {
-    if (token === undefined || checkBearer(ctx.get('Authorization') || undefined, token)) return next()
+    if (token === undefined || open.has(ctx.path) || checkBearer(ctx.get('Authorization') || undefined, token)) return next()
     ctx.status = 401
     ctx.set('WWW-Authenticate', 'Bearer realm="mistify-agent-image"')
     ctx.type = 'text/plain; charset=utf-8'

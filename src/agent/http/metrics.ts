@@ -20,7 +20,12 @@ export function countRequests(m: Metrics): Koa.Middleware {
       await next()
     } finally {
       const route = (ctx as { _matchedRoute?: unknown })._matchedRoute
-      m.httpRequests.inc({ route: typeof route === 'string' ? route : 'unmatched', status: String(ctx.respond === false ? ctx.res.statusCode : ctx.status) })
+      countRequest(m, typeof route === 'string' ? route : undefined, ctx.respond === false ? ctx.res.statusCode : ctx.status)
     }
   }
+}
+
+/** One request counted; `route` is the router's pattern, undefined when none matched. */
+export function countRequest(m: Metrics, route: string | undefined, status: number): void {
+  m.httpRequests.inc({ route: route ?? 'unmatched', status: String(status) })
 }

@@ -3,6 +3,7 @@
  * v1's order: Content-Type (415), body (ours: size limit → 413), then what dispatch answers.
  */
 import type Koa from 'koa'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Readable } from 'node:stream'
 import { BodyTooLarge, readBody } from '../../common/body.js'
 import type { RpcServer } from '../rpc/server.js'
@@ -11,7 +12,7 @@ import { wireError } from '../rpc/error-codes.js'
 
 export const RPC_PATH = '/_mistify_RPC_'
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024
-/** Below this, chunks are joined: one copy of a small answer costs less than a stream. */
+/** Below this, Koa gets chunks joined: one copy of a small answer costs less than a stream. */
 const STREAM_FROM_BYTES = 64 * 1024
 
 export interface RpcRouteOptions {
@@ -20,15 +21,23 @@ export interface RpcRouteOptions {
   maxBodyBytes?: number
 }
 
-function text(ctx: Koa.Context, status: number, body: string): void {
-  ctx.status = status
-  ctx.body = body
-  ctx.set('Content-Type', TEXT_CONTENT_TYPE)
+/** What one POST gets back, every header spelt out, so Koa and the fast path (fast-rpc.ts) send the same bytes. */
+export interface RpcHttpAnswer {
+  readonly status: number
+  readonly headers: ReadonlyArray<readonly [string, string]>
+  /** null: no body (204). Chunks: a result's bytes made once, written as they are. */
+  readonly body: string | Buffer | readonly Buffer[] | null
 }
+
+const text = (status: number, body: string, more: ReadonlyArray<readonly [string, string]> = []): RpcHttpAnswer =>
+  ({ status, body, headers: [['Content-Type', TEXT_CONTENT_TYPE], ...more] })
 
 /** gorilla's answer to anything but POST on the RPC path. */
 export const rpcMethodNotAllowed: Koa.Middleware = async (ctx) => {
-  text(ctx, 405, `rpc: POST method required, received ${ctx.method}`)
+  const a = text(405, `rpc: POST method required, received ${ctx.method}`)
+  ctx.status = a.status
+  ctx.body = a.body
+  for (const [k, v] of a.headers) ctx.set(k, v)
 }
 
 /**
@@ -36,9 +45,8 @@ export const rpcMethodNotAllowed: Koa.Middleware = async (ctx) => {
  * AbortController is made when a call first reads the signal: most calls
  * (GetImage, ListImages) never do, and making one was a measurable share of them.
  */
-function callSignal(ctx: Koa.Context): { readonly signal: AbortSignal; clientGone(): boolean } {
-  const res = ctx.res
-  let gone = ctx.req.socket.destroyed
+function callSignal(req: IncomingMessage, res: ServerResponse): { readonly signal: AbortSignal; clientGone(): boolean } {
+  let gone = req.socket.destroyed
   let ac: AbortController | undefined
   const reason = () => new Error('client closed the connection')
   res.once('close', () => { if (!res.writableFinished) { gone = true; ac?.abort(reason()) } })
@@ -52,48 +60,65 @@ function callSignal(ctx: Koa.Context): { readonly signal: AbortSignal; clientGon
 }
 
 /**
- * The POST handler; the router checks path and method. The calls get a
- * signal, aborted when the client goes away before its response is written.
+ * Answer one POST already routed here (path, method, Host and token checked).
+ * The calls get a signal, aborted when the client goes away before its
+ * response is written; null when it went away and nobody is left to answer.
  */
-export function rpcHandler(rpc: RpcServer, opts: RpcRouteOptions = {}): Koa.Middleware {
+export async function answerRpc(
+  rpc: RpcServer, req: IncomingMessage, res: ServerResponse, requestId: string | undefined, opts: RpcRouteOptions = {},
+): Promise<RpcHttpAnswer | null> {
   const limit = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES
   const log = opts.log ?? (() => {})
+  try {
+    const ct = checkContentType(req.headers['content-type'] || undefined)
+    if (!ct.ok) return text(ct.status, ct.text)
 
-  return async (ctx) => {
+    const declared = Number(req.headers['content-length'] || NaN)
+    let body: Buffer
     try {
-      const ct = checkContentType(ctx.get('Content-Type') || undefined)
-      if (!ct.ok) return text(ctx, ct.status, ct.text)
-
-      const declared = Number(ctx.get('Content-Length') || NaN)
-      let body: Buffer
-      try {
-        if (declared > limit) throw new BodyTooLarge(limit)
-        body = await readBody(ctx.req, limit)
-      } catch (e) {
-        if (!(e instanceof BodyTooLarge)) { ctx.status = 400; ctx.body = ''; return } // the client went away mid-body
-        ctx.set('Connection', 'close')
-        return text(ctx, 413, `rpc: request body larger than ${limit} bytes`)
-      }
-
-      const requestId = typeof ctx.state.requestId === 'string' ? ctx.state.requestId : undefined
-      const client = callSignal(ctx) // not spread: that would read the signal, and so make it
-      const reply = await dispatch(rpc, body, ct, { get signal() { return client.signal }, clientGone: client.clientGone, requestId, log })
-      if (reply === null) return // nobody to answer
-      if (reply.nosniff) ctx.set('X-Content-Type-Options', 'nosniff')
-      ctx.status = reply.status
-      if (typeof reply.body === 'string' || reply.body === null) ctx.body = reply.body
-      else {
-        // Chunks around a result's bytes made once: a large one is written as it is, never copied again.
-        const length = reply.body.reduce((n, b) => n + b.length, 0)
-        ctx.body = length < STREAM_FROM_BYTES ? Buffer.concat(reply.body, length) : Readable.from(reply.body, { objectMode: false })
-        ctx.length = length
-      }
-      if (reply.contentType) ctx.set('Content-Type', reply.contentType)
-    } catch (err) {
-      // A bug of ours (a parser or codec throwing): still a controlled answer.
-      const w = wireError(err)
-      log({ err, ref: w.data?.ref }, 'rpc route failed')
-      text(ctx, 500, w.message)
+      if (declared > limit) throw new BodyTooLarge(limit)
+      body = await readBody(req, limit)
+    } catch (e) {
+      if (!(e instanceof BodyTooLarge)) return text(400, '') // the client went away mid-body
+      return text(413, `rpc: request body larger than ${limit} bytes`, [['Connection', 'close']])
     }
+
+    const client = callSignal(req, res) // not spread: that would read the signal, and so make it
+    const reply = await dispatch(rpc, body, ct, { get signal() { return client.signal }, clientGone: client.clientGone, requestId, log })
+    if (reply === null) return null
+    const headers: Array<readonly [string, string]> = []
+    if (reply.nosniff) headers.push(['X-Content-Type-Options', 'nosniff'])
+    if (reply.body === null) return { status: reply.status, headers, body: null }
+    // Koa's own type for a body without one, which the original's clients have always seen.
+    headers.push(['Content-Type', reply.contentType ?? TEXT_CONTENT_TYPE])
+    return { status: reply.status, headers, body: reply.body }
+  } catch (err) {
+    // A bug of ours (a parser or codec throwing): still a controlled answer.
+    const w = wireError(err)
+    log({ err, ref: w.data?.ref }, 'rpc route failed')
+    return text(500, w.message)
+  }
+}
+
+/** How many bytes a body is. */
+export function bodyLength(body: string | Buffer | readonly Buffer[]): number {
+  return typeof body === 'string' ? Buffer.byteLength(body) : Buffer.isBuffer(body) ? body.length : body.reduce((n, b) => n + b.length, 0)
+}
+
+/** The POST handler on Koa; the router checks path and method, the middleware before it Host and token. */
+export function rpcHandler(rpc: RpcServer, opts: RpcRouteOptions = {}): Koa.Middleware {
+  return async (ctx) => {
+    const requestId = typeof ctx.state.requestId === 'string' ? ctx.state.requestId : undefined
+    const a = await answerRpc(rpc, ctx.req, ctx.res, requestId, opts)
+    if (a === null) return // nobody to answer
+    ctx.status = a.status
+    const body = a.body
+    if (body === null || typeof body === 'string' || Buffer.isBuffer(body)) ctx.body = body
+    else {
+      const length = bodyLength(body)
+      ctx.body = length < STREAM_FROM_BYTES ? Buffer.concat(body, length) : Readable.from(body, { objectMode: false })
+      ctx.length = length
+    }
+    for (const [k, v] of a.headers) ctx.set(k, v)
   }
 }
