@@ -12,8 +12,8 @@ import { wireError } from '../rpc/error-codes.js'
 
 export const RPC_PATH = '/_mistify_RPC_'
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024
-/** Below this, Koa gets chunks joined: one copy of a small answer costs less than a stream. */
-const STREAM_FROM_BYTES = 64 * 1024
+/** Below this, chunks are joined: one copy of a small answer costs less than a stream or several writes. */
+export const JOIN_BELOW_BYTES = 64 * 1024
 
 export interface RpcRouteOptions {
   log?: (obj: object, msg: string) => void
@@ -116,7 +116,7 @@ export function rpcHandler(rpc: RpcServer, opts: RpcRouteOptions = {}): Koa.Midd
     if (body === null || typeof body === 'string' || Buffer.isBuffer(body)) ctx.body = body
     else {
       const length = bodyLength(body)
-      ctx.body = length < STREAM_FROM_BYTES ? Buffer.concat(body, length) : Readable.from(body, { objectMode: false })
+      ctx.body = length < JOIN_BELOW_BYTES ? Buffer.concat(body, length) : Readable.from(body, { objectMode: false })
       ctx.length = length
     }
     for (const [k, v] of a.headers) ctx.set(k, v)

@@ -37,6 +37,8 @@ export function reuseEncoding<T>(value: T): T {
   return value
 }
 
+const NEWLINE = Buffer.from('\n')
+
 /** A response body: text, or byte chunks to send in order when a reusable result went into it. */
 export type Body = string | readonly Buffer[]
 
@@ -124,7 +126,8 @@ export function v2Error(error: V2ErrorObject, rawId: string | null): string {
  */
 export function v2Body(responses: readonly Body[], batch: boolean): Body | null {
   if (responses.length === 0) return null
-  if (responses.every((r) => typeof r === 'string')) return batch ? `[${responses.join(',')}]\n` : `${responses[0]}\n`
+  if (!batch) { const r = responses[0]!; return typeof r === 'string' ? `${r}\n` : [...r, NEWLINE] }
+  if (responses.every((r) => typeof r === 'string')) return `[${responses.join(',')}]\n`
   const parts = batch ? ['[', ...responses.flatMap((r, i) => (i ? [',', r] : [r])), ']\n'] : [responses[0]!, '\n']
   return parts.flatMap((p) => (typeof p === 'string' ? [Buffer.from(p)] : p))
 }

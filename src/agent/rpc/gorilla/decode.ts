@@ -51,8 +51,13 @@ function signature(fields: readonly string[]): string {
   return [...fields].sort().join(',')
 }
 
+/** Specs are made once, at load: each name is worked out once (it was a sort on every call). */
+const structNames = new WeakMap<StructSpec, string>()
+
 export function goStructName(spec: StructSpec): string {
-  return GO_TYPE_NAMES.get(signature(Object.keys(spec))) ?? 'struct'
+  let name = structNames.get(spec)
+  if (name === undefined) structNames.set(spec, (name = GO_TYPE_NAMES.get(signature(Object.keys(spec))) ?? 'struct'))
+  return name
 }
 
 /** The Go type a field decodes into, as `reflect.Type.String()` prints it. */
