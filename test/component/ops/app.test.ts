@@ -10,28 +10,10 @@ import { once } from 'node:events'
 import { spawn } from 'node:child_process'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { startFakeAgent, STREAM } from './fake-agent.js'
+import { req, startFakeAgent, STREAM } from './fake-agent.js'
 import { createMetrics } from '../../../src/agent/ops/metrics.js'
 import { listen, ListenError, SOCKET_MODE } from '../../../src/agent/ops/listen.js'
 
-interface Res { status: number; headers: http.IncomingHttpHeaders; body: Buffer }
-
-function req(target: { url: string; socket?: string }, method: string, path: string, o: { headers?: Record<string, string>; body?: string } = {}): Promise<Res> {
-  const u = new URL(target.url)
-  return new Promise((resolve, reject) => {
-    const r = http.request({
-      ...(target.socket ? { socketPath: target.socket } : { hostname: u.hostname, port: u.port }),
-      path, method, headers: { ...(o.body ? { 'Content-Type': 'application/json' } : {}), ...o.headers },
-    }, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (c: Buffer) => chunks.push(c))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }))
-      res.on('error', reject)
-    })
-    r.on('error', reject)
-    r.end(o.body)
-  })
-}
 const rpcBody = (method: string, params: object = {}) => JSON.stringify({ jsonrpc: '2.0', method, params, id: 1 })
 
 t.test('/healthz reports the pool: 200 ONLINE or DEGRADED (it still serves), 503 otherwise', async (t) => {

@@ -99,6 +99,26 @@ export function fakeZfs(fa: Pick<FakeAgent, 'poolHealth'>): Zfs {
   } as unknown as Zfs
 }
 
+export interface Res { status: number; headers: http.IncomingHttpHeaders; body: Buffer }
+
+/** One request to the app, its whole answer read; a JSON Content-Type when there is a body, unless `headers` say otherwise. */
+export function req(target: { url: string; socket?: string }, method: string, path: string, o: { headers?: Record<string, string>; body?: string | Buffer } = {}): Promise<Res> {
+  const u = new URL(target.url)
+  return new Promise((resolve, reject) => {
+    const r = http.request({
+      ...(target.socket ? { socketPath: target.socket } : { hostname: u.hostname, port: u.port }),
+      path, method, headers: { ...(o.body ? { 'Content-Type': 'application/json' } : {}), ...o.headers },
+    }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }))
+      res.on('error', reject)
+    })
+    r.on('error', reject)
+    r.end(o.body)
+  })
+}
+
 /** The app on 127.0.0.1:0 (or `socket`), logging JSON lines into `logs`. */
 export async function startFakeAgent(t: Teardown, ops: AppOps = {}, o: { listen?: (s: http.Server) => Promise<void>; idleTimeoutMs?: number } = {}): Promise<FakeAgent> {
   const logs: string[] = []

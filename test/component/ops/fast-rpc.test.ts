@@ -9,23 +9,9 @@ import type { AddressInfo } from 'node:net'
 import { fastRpc } from '../../../src/agent/http/fast-rpc.js'
 import { createRpcServer } from '../../../src/agent/rpc/server.js'
 import { createMetrics } from '../../../src/agent/ops/metrics.js'
-import { fakeServices, startFakeAgent } from './fake-agent.js'
+import { fakeServices, req, startFakeAgent, type Res } from './fake-agent.js'
 
-interface Res { status: number; headers: http.IncomingHttpHeaders; body: Buffer }
-
-function req(url: string, path: string, o: { method?: string; headers?: Record<string, string>; body?: string | Buffer } = {}): Promise<Res> {
-  const u = new URL(url)
-  return new Promise((resolve, reject) => {
-    const r = http.request({ hostname: u.hostname, port: u.port, path, method: o.method ?? 'POST', headers: { 'Content-Type': 'application/json', ...o.headers } }, (res) => {
-      const chunks: Buffer[] = []
-      res.on('data', (c: Buffer) => chunks.push(c))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }))
-      res.on('error', reject)
-    })
-    r.on('error', reject)
-    r.end(o.body)
-  })
-}
+const JSON_TYPE = { 'Content-Type': 'application/json' }
 
 t.test('it takes only a POST to the exact path with an allowed Host and the token; Koa gets the rest', async (t) => {
   const token = 'fast-path-token'
@@ -40,7 +26,7 @@ t.test('it takes only a POST to the exact path with an allowed Host and the toke
   const body = JSON.stringify({ jsonrpc: '2.0', method: 'GetImage', params: { id: 'img1' }, id: 1 })
   const auth = { Authorization: `Bearer ${token}` }
 
-  const taken = await req(url, '/_mistify_RPC_', { headers: auth, body })
+  const taken = await req({ url }, 'POST', '/_mistify_RPC_', { headers: { ...JSON_TYPE, ...auth }, body })
   t.equal(taken.status, 200)
   t.match(JSON.parse(taken.body.toString()), { result: { images: [{ id: 'img1' }] }, id: 1 })
   t.match(taken.headers['x-request-id'], /^[0-9a-f-]{36}$/)
@@ -54,7 +40,7 @@ t.test('it takes only a POST to the exact path with an allowed Host and the toke
     ['a rebound Host', '/_mistify_RPC_', { headers: { ...auth, Host: 'evil.example' } }],
   ]
   for (const [what, path, o] of cases) {
-    const r = await req(url, path, { ...o, ...(o.method === 'GET' ? {} : { body }) })
+    const r = await req({ url }, o.method ?? 'POST', path, { headers: { ...JSON_TYPE, ...o.headers }, ...(o.method === 'GET' ? {} : { body }) })
     t.equal(r.status, 599, `${what}: left to Koa`)
   }
   t.equal(calls.length, 1, 'only the taken request ran a call')
@@ -82,8 +68,8 @@ t.test('the fast path and the Koa route send the same status, headers and body',
   const drop = new Set(['date', 'x-request-id', 'keep-alive', 'connection'])
   const shape = (r: Res) => ({ status: r.status, headers: Object.fromEntries(Object.entries(r.headers).filter(([k]) => !drop.has(k))), body: r.body.toString('base64') })
   for (const [what, body, headers] of bodies) {
-    const viaFast = await req(a.url, '/_mistify_RPC_', { body, headers: { ...headers, 'X-Request-Id': `fast-${what.length}` } })
-    const viaKoa = await req(a.url, '/_mistify_RPC_?via=koa', { body, headers: { ...headers, 'X-Request-Id': `koa-${what.length}` } })
+    const viaFast = await req(a, 'POST', '/_mistify_RPC_', { body, headers: { ...JSON_TYPE, ...headers, 'X-Request-Id': `fast-${what.length}` } })
+    const viaKoa = await req(a, 'POST', '/_mistify_RPC_?via=koa', { body, headers: { ...JSON_TYPE, ...headers, 'X-Request-Id': `koa-${what.length}` } })
     t.same(shape(viaFast), shape(viaKoa), what)
     t.equal(viaFast.headers['x-request-id'], `fast-${what.length}`, `${what}: the client's request id`)
     if (what.includes('413')) t.equal(viaFast.headers.connection, 'close', '413 closes the connection')
