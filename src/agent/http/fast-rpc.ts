@@ -1,7 +1,7 @@
 /**
- * POST /_mistify_RPC_ without Koa's chain. Koa, two routers and their
- * middleware were a third of a small call's CPU (GetImage, see the README's
- * Benchmarks); a call that passes every check the chain would make is
+ * POST /_mistify_RPC_ without Koa's chain. Koa's context, the router and
+ * the middleware were a large share of a small call's CPU (GetImage, see the
+ * README's Benchmarks); a call that passes every check the chain would make is
  * answered here with the same functions and the same bytes. Anything else
  * (another path or method, a query string, a refused Host or token) goes to
  * Koa, which answers it as before.
