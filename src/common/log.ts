@@ -5,6 +5,7 @@
  * `authorization` key is redacted, so a bearer token never reaches the log.
  */
 import { pino, type DestinationStream } from 'pino'
+import { isPlainObject } from './plain-object.js'
 
 export interface Logger {
   info(obj: object, msg: string): void
@@ -16,8 +17,6 @@ export type LogLevel = 'debug' | 'info' | 'warn' | 'error'
 
 const SECRET_KEYS = new Set(['token', 'authorization', 'Authorization'])
 export const CENSOR = '[redacted]'
-
-const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
 
 /** A copy of `o` (an Error stays an Error, its message and stack kept) with `censored` keys blanked. */
 function censoredCopy(o: Record<string, unknown>, censored: Record<string, unknown>): Record<string, unknown> {
@@ -31,7 +30,7 @@ function censoredCopy(o: Record<string, unknown>, censored: Record<string, unkno
  * level or one level down, and `headers.authorization` one level down. The
  * caller's objects are never changed: what holds a secret is copied. Checked
  * here rather than with pino's `redact` paths, which made every line cost
- * several times more (a quarter of a GetImage call).
+ * several times more.
  */
 export function redactSecrets(obj: Record<string, unknown>, depth = 0): Record<string, unknown> {
   let censored: Record<string, unknown> | undefined
@@ -39,7 +38,7 @@ export function redactSecrets(obj: Record<string, unknown>, depth = 0): Record<s
     const v = obj[k]
     let nv = v
     if (SECRET_KEYS.has(k)) nv = CENSOR
-    else if (isRecord(v)) {
+    else if (isPlainObject(v)) {
       if (depth === 0) nv = redactSecrets(v, 1)
       else if (depth === 1 && k === 'headers') nv = redactSecrets(v, 2)
     }

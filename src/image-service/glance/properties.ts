@@ -1,6 +1,6 @@
 /** Which image properties a create or a PATCH may set, and how each is validated. */
 import { HttpError } from '../http/errors.js'
-import { isPlainObject } from '../http/json.js'
+import { isPlainObject } from '../../common/plain-object.js'
 import { validName, type GlanceFields, type ImageType, type Visibility } from '../store/store.js'
 import { CONTAINER_FORMATS, DISK_FORMATS, VISIBILITIES } from './schema.js'
 import { bad } from './view.js'

@@ -20,7 +20,3 @@ export async function readJson(ctx: Koa.Context, limit = 1 << 20): Promise<unkno
     throw new HttpError(400, err instanceof Error ? err.message : 'invalid JSON')
   }
 }
-
-export function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v)
-}

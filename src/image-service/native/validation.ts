@@ -1,7 +1,7 @@
 /** What a native request must carry: the fetch body of POST /images and the upload headers of PUT /images. */
 import type Koa from 'koa'
 import { checkUrl, type SourcePolicy } from '../../common/address-policy.js'
-import { isPlainObject } from '../http/json.js'
+import { isPlainObject } from '../../common/plain-object.js'
 import { isImageType, validName, type ImageType } from '../store/store.js'
 
 export interface FetchRequest {
