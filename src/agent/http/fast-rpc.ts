@@ -9,7 +9,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Metrics } from '../ops/metrics.js'
 import type { RpcServer } from '../rpc/server.js'
-import { answerRpc, bodyLength, JOIN_BELOW_BYTES, RPC_PATH, type RpcHttpAnswer, type RpcRouteOptions } from './rpc-route.js'
+import { answerRpc, bodyLength, RPC_PATH, type RpcHttpAnswer, type RpcRouteOptions } from './rpc-route.js'
 import { hostAllowed } from './host-check.js'
 import { checkBearer } from './bearer-auth.js'
 import { REQUEST_ID_HEADER, requestIdOf } from './request-id.js'
@@ -48,7 +48,6 @@ function send(res: ServerResponse, a: RpcHttpAnswer): void {
   const length = bodyLength(body)
   res.setHeader('Content-Length', length)
   if (typeof body === 'string' || Buffer.isBuffer(body)) { res.end(body); return }
-  if (length < JOIN_BELOW_BYTES) { res.end(Buffer.concat(body, length)); return }
   // Already in memory: handed to the socket as they are, nothing copied, in one writev (end() uncorks).
   res.cork()
   for (const chunk of body) res.write(chunk)

@@ -13,7 +13,7 @@ import { wireError } from '../rpc/error-codes.js'
 export const RPC_PATH = '/_mistify_RPC_'
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 /** Below this, chunks are joined: one copy of a small answer costs less than a stream or several writes. */
-export const JOIN_BELOW_BYTES = 64 * 1024
+const JOIN_BELOW_BYTES = 64 * 1024
 
 export interface RpcRouteOptions {
   log?: (obj: object, msg: string) => void
@@ -25,8 +25,20 @@ export interface RpcRouteOptions {
 export interface RpcHttpAnswer {
   readonly status: number
   readonly headers: ReadonlyArray<readonly [string, string]>
-  /** null: no body (204). Chunks: a result's bytes made once, written as they are. */
+  /** null: no body (204). Chunks (64 KiB or more): a result's bytes made once, written as they are. */
   readonly body: string | Buffer | readonly Buffer[] | null
+}
+
+/** An answer on Koa: status, body (chunks as a stream), then the headers, so Koa's own type for a body is replaced. */
+function toKoa(ctx: Koa.Context, a: RpcHttpAnswer): void {
+  ctx.status = a.status
+  const body = a.body
+  if (body === null || typeof body === 'string' || Buffer.isBuffer(body)) ctx.body = body
+  else {
+    ctx.body = Readable.from(body, { objectMode: false })
+    ctx.length = bodyLength(body)
+  }
+  for (const [k, v] of a.headers) ctx.set(k, v)
 }
 
 const text = (status: number, body: string, more: ReadonlyArray<readonly [string, string]> = []): RpcHttpAnswer =>
@@ -34,10 +46,7 @@ const text = (status: number, body: string, more: ReadonlyArray<readonly [string
 
 /** gorilla's answer to anything but POST on the RPC path. */
 export const rpcMethodNotAllowed: Koa.Middleware = async (ctx) => {
-  const a = text(405, `rpc: POST method required, received ${ctx.method}`)
-  ctx.status = a.status
-  ctx.body = a.body
-  for (const [k, v] of a.headers) ctx.set(k, v)
+  toKoa(ctx, text(405, `rpc: POST method required, received ${ctx.method}`))
 }
 
 /**
@@ -91,7 +100,10 @@ export async function answerRpc(
     if (reply.body === null) return { status: reply.status, headers, body: null }
     // Koa's own type for a body without one, which the original's clients have always seen.
     headers.push(['Content-Type', reply.contentType ?? TEXT_CONTENT_TYPE])
-    return { status: reply.status, headers, body: reply.body }
+    const out = reply.body
+    if (typeof out === 'string') return { status: reply.status, headers, body: out }
+    const length = bodyLength(out)
+    return { status: reply.status, headers, body: length < JOIN_BELOW_BYTES ? Buffer.concat(out, length) : out }
   } catch (err) {
     // A bug of ours (a parser or codec throwing): still a controlled answer.
     const w = wireError(err)
@@ -110,15 +122,6 @@ export function rpcHandler(rpc: RpcServer, opts: RpcRouteOptions = {}): Koa.Midd
   return async (ctx) => {
     const requestId = typeof ctx.state.requestId === 'string' ? ctx.state.requestId : undefined
     const a = await answerRpc(rpc, ctx.req, ctx.res, requestId, opts)
-    if (a === null) return // nobody to answer
-    ctx.status = a.status
-    const body = a.body
-    if (body === null || typeof body === 'string' || Buffer.isBuffer(body)) ctx.body = body
-    else {
-      const length = bodyLength(body)
-      ctx.body = length < JOIN_BELOW_BYTES ? Buffer.concat(body, length) : Readable.from(body, { objectMode: false })
-      ctx.length = length
-    }
-    for (const [k, v] of a.headers) ctx.set(k, v)
+    if (a !== null) toKoa(ctx, a) // null: nobody to answer
   }
 }

@@ -9,7 +9,9 @@ import type { AddressInfo } from 'node:net'
 import { fastRpc } from '../../../src/agent/http/fast-rpc.js'
 import { createRpcServer } from '../../../src/agent/rpc/server.js'
 import { createMetrics } from '../../../src/agent/ops/metrics.js'
-import { fakeServices, req, startFakeAgent, type Res } from './fake-agent.js'
+import { createApp } from '../../../src/agent/http/app.js'
+import { silentLogger } from '../../../src/common/log.js'
+import { fakeServices, fakeZfs, IMAGE, req, startFakeAgent, type Res } from './fake-agent.js'
 
 const JSON_TYPE = { 'Content-Type': 'application/json' }
 
@@ -79,4 +81,26 @@ t.test('the fast path and the Koa route send the same status, headers and body',
   const counted = (await metrics.registry.getSingleMetricAsString('mistify_http_requests_total'))
   t.match(counted, /mistify_http_requests_total\{route="\/_mistify_RPC_",status="200"\} \d+/, 'fast-path requests are counted under the route')
   t.match(counted, /route="\/_mistify_RPC_",status="204"/)
+})
+
+t.test('a large answer (written as chunks, not joined) is the same both ways', async (t) => {
+  const fake = fakeServices({ calls: [], cutNextDownload: false })
+  const many = { images: Array.from({ length: 2000 }, (_, i) => ({ ...IMAGE, id: `img-${i}` })) }
+  const services = { ...fake, images: { ...fake.images, listImages: async () => many } }
+  const app = createApp({ services, zfs: fakeZfs({ poolHealth: 'ONLINE' }), log: silentLogger })
+  const server = http.createServer(app.callback())
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => { server.closeAllConnections(); server.close() })
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  const body = JSON.stringify({ jsonrpc: '2.0', method: 'ListImages', params: {}, id: 9 })
+  const viaFast = await req({ url }, 'POST', '/_mistify_RPC_', { headers: JSON_TYPE, body })
+  const viaKoa = await req({ url }, 'POST', '/_mistify_RPC_?via=koa', { headers: JSON_TYPE, body })
+  t.equal(viaFast.status, 200)
+  t.ok(viaFast.body.length > 64 * 1024, `${viaFast.body.length} bytes`)
+  t.equal(JSON.parse(viaFast.body.toString()).result.images.length, 2000)
+  t.equal(viaFast.headers['content-length'], String(viaFast.body.length))
+  t.ok(viaFast.body.equals(viaKoa.body), 'the same bytes')
+  t.equal(viaFast.headers['content-type'], viaKoa.headers['content-type'])
+  t.equal(viaFast.headers['content-length'], viaKoa.headers['content-length'])
 })
