@@ -6,7 +6,7 @@
 // Flags: --unit, --fleet or --vm to run one tier; other args (or those after --) go to tap (VM tier).
 // Ends with one line "N passed, N failed" over both tiers.
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, existsSync } from 'node:fs'
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -121,14 +121,18 @@ if (only === undefined || only === '--vm') {
   // One file at a time inside a VM: with files side by side, OpenZFS 2.1's zvol_open
   // leaked ERESTARTSYS (errno 512) to a test and three files hung (a run with --jobs=3).
   const jobs = process.env.MISTIFY_VM_JOBS ?? '1'
+  // MISTIFY_VM_PROFILE=DIR: each test process writes a V8 CPU profile, copied to DIR
+  // (summary: node scripts/test-profile.mjs DIR). Profiling makes the files 2-3 times slower.
+  const profileDir = process.env.MISTIFY_VM_PROFILE
+  const profileArgs = profileDir ? ' --node-arg=--cpu-prof --node-arg=--cpu-prof-dir=/mnt/host/prof' : ''
   // Instead, the whole suite is split over MISTIFY_VM_COUNT VMs (default 2, one per host
   // core), each with its own kernel and ZFS, balanced by the files' last measured seconds.
   const groups = extra.length ? [extra] : splitFiles(Number(process.env.MISTIFY_VM_COUNT ?? 2))
   const inner = (args) => [
     'set -e; echo "vm: booted after $(cut -d" " -f1 /proc/uptime) s of uptime"',
-    'mkdir -p /tmp/p; mount /dev/vdb /tmp/p; cd /tmp/p',
+    `mkdir -p /tmp/p${profileDir ? ' /mnt/host/prof' : ''}; mount /dev/vdb /tmp/p; cd /tmp/p`,
     'echo "vm: ready after $(cut -d" " -f1 /proc/uptime) s of uptime"',
-    `${knobs}MISTIFY_TEST_ZPOOL=1 node ${tap} --jobs=${jobs} --reporter=tap ${args.map(q).join(' ')}`,
+    `${knobs}MISTIFY_TEST_ZPOOL=1 node ${tap} --jobs=${jobs}${profileArgs} --reporter=tap ${args.map(q).join(' ')}`,
   ].join('\n')
   // The first VM's output streams; the others' is held and printed whole after it.
   const held = groups.map(() => [])
@@ -141,6 +145,10 @@ if (only === undefined || only === '--vm') {
     if (i === 0) process.stdout.write(held[0].splice(0).join(''))
     const r = await run('bash', ['scripts/vm/run.sh', '--share', own, '--disk', join(share, 'project.img'), '--timeout', process.env.MISTIFY_VM_TIMEOUT ?? '4800', '--', inner(args)],
       {}, i === 0 ? undefined : (c) => held[i].push(c))
+    if (profileDir && existsSync(join(own, 'prof'))) {
+      mkdirSync(profileDir, { recursive: true })
+      for (const f of readdirSync(join(own, 'prof'))) cpSync(join(own, 'prof', f), join(profileDir, f))
+    }
     if (i !== 0) rmSync(own, { recursive: true, force: true })
     return r
   }))

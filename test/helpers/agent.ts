@@ -126,12 +126,26 @@ process.once('exit', () => { for (const d of storeDirs) rmSync(d, { recursive: t
 /** What startAgent allows as source hosts unless a test says otherwise (the default allows none of these). */
 export const TEST_ALLOW_SOURCE_HOSTS: readonly string[] = ['127.0.0.1']
 
+let standard: { stream: Buffer; gzipped: Buffer } | undefined
+/**
+ * The image every test agent is offered, made once per test process: each
+ * agent has its own pool, so one stream serves them all, and making it
+ * (a zvol, udev, a send, a destroy, a gzip) was a second or more per agent under TCG.
+ */
+function standardImage(pool: string): { stream: Buffer; gzipped: Buffer } {
+  if (standard === undefined) {
+    const stream = makeZvolStream(pool)
+    standard = { stream, gzipped: gzipSync(stream) }
+  }
+  return standard
+}
+
 export async function startAgent(t: T, o: { config?: Partial<Config>; poolMiB?: number } = {}): Promise<TestAgent> {
   const { name: pool } = createFilePool(t, o.poolMiB ? { sizeMiB: o.poolMiB } : {})
   const images = await startImageServer(t)
-  const stream = makeZvolStream(pool)
+  const { stream, gzipped } = standardImage(pool)
   images.routes.set(`/images/${IMAGE_ID}/download`, stream)
-  images.routes.set(`/images/${GZIP_ID}/download`, gzipSync(stream))
+  images.routes.set(`/images/${GZIP_ID}/download`, gzipped)
   // One store per agent (a test may start several; a second t.testdir() would wipe the first agent's).
   const metadataDir = mkdtempSync(join(tmpdir(), 'mistify-agent-db-'))
   storeDirs.add(metadataDir)

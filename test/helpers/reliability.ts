@@ -63,6 +63,10 @@ export async function rawRequest(url: string, o: { method?: string; body?: strin
   }
 }
 
+const CHILD_FIGURES = ['guid', 'createtxg', 'used', 'written'] as const
+const ROOT_FIGURES = ['guid', 'createtxg', 'usedbydataset'] as const
+const FIGURES = new Set<string>([...CHILD_FIGURES, ...ROOT_FIGURES])
+
 /**
  * Every dataset, snapshot and volume of `pools` with the figures that change
  * when anything is written, created, destroyed or renamed, plus every locally
@@ -75,12 +79,22 @@ export function zfsState(pools: readonly string[]): string[] {
     // Let the pool finish its own background work first (pending syncs, frees of destroyed datasets).
     sh('zpool', ['sync', pool])
     sh('zpool', ['wait', '-t', 'free', pool])
-    const list = sh('zfs', ['list', '-H', '-p', '-o', 'name,guid,createtxg,used,written,usedbydataset', '-t', 'all', '-r', pool]).trim().split('\n')
+    // One `zfs get` for both the figures and the properties: under TCG each zfs process
+    // costs most of a second, and this capture runs twice per refusal checked.
+    const figures = new Map<string, Map<string, string>>()
+    for (const l of sh('zfs', ['get', '-H', '-p', '-o', 'name,property,value,source', 'all', '-t', 'all', '-r', pool]).split('\n')) {
+      if (!l) continue
+      const [name, property, value, source] = l.split('\t') as [string, string, string, string]
+      if (FIGURES.has(property)) {
+        const f = figures.get(name) ?? new Map<string, string>()
+        figures.set(name, f.set(property, value))
+      }
+      if (source === 'local' || source === 'received') out.push(`prop\t${l}`)
+    }
     // The root's `used` sums the pool's metadata too, which moves on its own:
-    // the root is compared by what it holds itself, every child by `used`.
-    out.push(...list.map((l) => { const c = l.split('\t'); return `list\t${(c[0] === pool ? [...c.slice(0, 3), c[5]] : c.slice(0, 5)).join('\t')}` }))
-    const props = sh('zfs', ['get', '-H', '-p', '-s', 'local,received', '-o', 'name,property,value,source', 'all', '-r', pool]).trim().split('\n').filter(Boolean)
-    out.push(...props.map((l) => `prop\t${l}`))
+    // the root is compared by what it holds itself, every child by `used` and `written`.
+    const list = [...figures].map(([name, f]) => [name, ...(name === pool ? ROOT_FIGURES : CHILD_FIGURES).map((k) => f.get(k) ?? '-')].join('\t'))
+    out.push(...list.map((l) => `list\t${l}`))
     const snaps = list.map((l) => l.split('\t')[0]!).filter((n) => n.includes('@'))
     if (snaps.length) out.push(...sh('zfs', ['holds', '-H', ...snaps]).trim().split('\n').filter(Boolean).map((l) => `hold\t${l}`))
   }

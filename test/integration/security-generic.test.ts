@@ -8,7 +8,7 @@
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { closeSync, openSync, writeSync } from 'node:fs'
-import { haveZfs, sh, settle, sha256Of } from '../helpers/zpool.js'
+import { createFilePool, fillRandom, haveZfs, sh, settle, sha256Of, volumeWithSnapshot } from '../helpers/zpool.js'
 import { startAgent, makeZvolStream, destroyWhenFree, IMAGE_ID, GZIP_ID, type Dialect } from '../helpers/agent.js'
 import { zfsState } from '../helpers/reliability.js'
 
@@ -191,4 +191,31 @@ t.test('item 6: a recursive rollback is refused whole when a snapshot it would d
   t.same(names(P).filter((n) => n.includes('@')), [`${P}/disk-0@old`, `${P}/disk-1@old`, `${P}@old`].sort(), 'the newer snapshots are gone, @old stays')
   settle()
   t.same(await Promise.all(vols.map((v) => sha256Of(`/dev/zvol/${v}`))), atOld, 'every disk holds its @old bytes')
+})
+
+// Every "nothing changed" above rests on zfsState: it must see each kind of change it stands for.
+t.test('zfsState sees every kind of change a refusal must not make', async (t) => {
+  const { name: P } = createFilePool(t, { sizeMiB: 256 })
+  sh('zfs', ['create', `${P}/images`])
+  volumeWithSnapshot(`${P}/images/v`, { sizeMiB: 8, fillMiB: 1 })
+  let before = zfsState([P])
+  t.same(zfsState([P]), before, 'two captures of an idle pool are equal')
+  const changes: Array<[string, () => void]> = [
+    ['data overwritten in a volume (its snapshot keeps the old blocks)', () => fillRandom(`/dev/zvol/${P}/images/v`, 1, 0)],
+    ['a property set', () => sh('zfs', ['set', 'compression=off', `${P}/images/v`])],
+    ['a user property set', () => sh('zfs', ['set', 'mistify:x=1', `${P}/images`])],
+    ['a snapshot made', () => sh('zfs', ['snapshot', `${P}/images/v@t`])],
+    ['a hold placed', () => sh('zfs', ['hold', 'keep', `${P}/images/v@s`])],
+    ['a dataset renamed', () => sh('zfs', ['rename', `${P}/images/v`, `${P}/images/w`])],
+    ['a snapshot destroyed', () => sh('zfs', ['destroy', `${P}/images/w@t`])],
+    ['a dataset created', () => sh('zfs', ['create', `${P}/guests`])],
+  ]
+  for (const [what, change] of changes) {
+    change()
+    settle()
+    const after = zfsState([P])
+    t.notSame(after, before, `${what}: the capture differs`)
+    before = after
+  }
+  sh('zfs', ['release', 'keep', `${P}/images/w@s`])
 })
