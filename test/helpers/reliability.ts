@@ -93,9 +93,8 @@ export function zfsState(pools: readonly string[]): string[] {
     }
     // The root's `used` sums the pool's metadata too, which moves on its own:
     // the root is compared by what it holds itself, every child by `used` and `written`.
-    const list = [...figures].map(([name, f]) => [name, ...(name === pool ? ROOT_FIGURES : CHILD_FIGURES).map((k) => f.get(k) ?? '-')].join('\t'))
-    out.push(...list.map((l) => `list\t${l}`))
-    const snaps = list.map((l) => l.split('\t')[0]!).filter((n) => n.includes('@'))
+    for (const [name, f] of figures) out.push(['list', name, ...(name === pool ? ROOT_FIGURES : CHILD_FIGURES).map((k) => f.get(k) ?? '-')].join('\t'))
+    const snaps = [...figures.keys()].filter((n) => n.includes('@'))
     if (snaps.length) out.push(...sh('zfs', ['holds', '-H', ...snaps]).trim().split('\n').filter(Boolean).map((l) => `hold\t${l}`))
   }
   return out.sort()
