@@ -3,11 +3,12 @@
 //   1. unit and component tests on the host (no root, no ZFS);
 //   2. integration tests as root inside the ZFS VM (scripts/vm), against real
 //      OpenZFS. The VM is built on first use and cached (see scripts/vm/build.sh).
-// Flags: --unit, --fleet or --vm to run one tier; other args (or those after --) go to tap (VM tier).
-// Ends with one line "N passed, N failed" over both tiers.
+// Flags: --unit, --fleet or --vm to run one tier. Other args (or those after --) pick the
+// files or directories to run (VM or fleet tier); in the VM tier, args starting with - go to node.
+// Ends with one line "N passed, N failed" over all tiers.
 import { spawn, spawnSync } from 'node:child_process'
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, existsSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, existsSync, statSync } from 'node:fs'
+import { availableParallelism, tmpdir } from 'node:os'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -25,7 +26,10 @@ function run(cmd, args, opts = {}, sink = (c) => process.stdout.write(c)) {
   return new Promise((resolve) => {
     const child = spawn(cmd, args, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'], ...opts })
     let tail = ''
-    const counts = { pass: 0, fail: 0, skip: 0, todo: 0, seen: false }
+    const counts = { pass: 0, fail: 0, skip: 0, todo: 0, seen: false, failedFiles: [] }
+    // scripts/vm/test-files.sh ends each file with "# file: F exit=N seconds=S": a file that
+    // failed without a failing test in its summary (it crashed, or hung) counts as one failure.
+    let fileFails = -1
     child.stdout.on('data', (c) => {
       sink(c)
       tail += c.toString()
@@ -40,6 +44,15 @@ function run(cmd, args, opts = {}, sink = (c) => process.stdout.write(c)) {
             const v = new RegExp(`${k}: (\\d+)`).exec(m[1])
             if (v) counts[k] += Number(v[1])
           }
+          fileFails = Number(/fail: (\d+)/.exec(m[1])?.[1] ?? 0)
+        }
+        const f = /^# file: (\S+) exit=(\d+)/.exec(line)
+        if (f) {
+          if (f[2] !== '0') {
+            counts.failedFiles.push(`${f[1]} (exit ${f[2]})`)
+            if (fileFails <= 0) counts.fail += 1
+          }
+          fileFails = -1
         }
       }
     })
@@ -118,21 +131,25 @@ if (only === undefined || only === '--vm') {
   const knobs = Object.entries(process.env)
     .filter(([k]) => /^MISTIFY_(RELIABILITY|CRASH_|CORPUS_|LOAD_|DISCONNECT|INCREMENT_)/.test(k))
     .map(([k, v]) => `${k}=${q(v ?? '')} `).join('')
-  // One file at a time inside a VM: with files side by side, OpenZFS 2.1's zvol_open
-  // leaked ERESTARTSYS (errno 512) to a test and three files hung (a run with --jobs=3).
-  const jobs = process.env.MISTIFY_VM_JOBS ?? '1'
   // MISTIFY_VM_PROFILE=DIR: each test process writes a V8 CPU profile, copied to DIR
   // (summary: node scripts/test-profile.mjs DIR). Profiling makes the files 2-3 times slower.
   const profileDir = process.env.MISTIFY_VM_PROFILE
-  const profileArgs = profileDir ? ' --node-arg=--cpu-prof --node-arg=--cpu-prof-dir=/mnt/host/prof' : ''
+  const nodeArgs = [...extra.filter((a) => a.startsWith('-')), ...(profileDir ? ['--cpu-prof', '--cpu-prof-dir=/mnt/host/prof'] : [])]
+  // One file at a time inside a VM: with files side by side, OpenZFS 2.1's zvol_open
+  // leaked ERESTARTSYS (errno 512) to a test and three files hung (a run of tap --jobs=3).
   // Instead, the whole suite is split over MISTIFY_VM_COUNT VMs (default 2, one per host
   // core), each with its own kernel and ZFS, balanced by the files' last measured seconds.
-  const groups = extra.length ? [extra] : splitFiles(Number(process.env.MISTIFY_VM_COUNT ?? 2))
+  const picked = testFiles(extra.filter((a) => !a.startsWith('-')))
+  const groups = picked.length ? [picked] : splitFiles(Number(process.env.MISTIFY_VM_COUNT ?? 2))
+  // vCPUs per VM: the host's cores shared out, so two VMs on two cores get one each.
+  // Four emulated vCPUs on two host cores were slower: two VMs each running rpc-cancel
+  // and ops-agent took 235 s with 2 vCPUs each and 187 s with 1 (MTTCG, 2026-12-07).
+  const cpus = process.env.MISTIFY_VM_CPUS ?? String(Math.max(1, Math.floor(availableParallelism() / groups.length)))
   const inner = (args) => [
     'set -e; echo "vm: booted after $(cut -d" " -f1 /proc/uptime) s of uptime"',
     `mkdir -p /tmp/p${profileDir ? ' /mnt/host/prof' : ''}; mount /dev/vdb /tmp/p; cd /tmp/p`,
     'echo "vm: ready after $(cut -d" " -f1 /proc/uptime) s of uptime"',
-    `${knobs}MISTIFY_TEST_ZPOOL=1 node ${tap} --jobs=${jobs}${profileArgs} --reporter=tap ${args.map(q).join(' ')}`,
+    `${knobs}MISTIFY_TEST_ZPOOL=1 bash scripts/vm/test-files.sh ${[...nodeArgs, ...args].map(q).join(' ')}`,
   ].join('\n')
   // The first VM's output streams; the others' is held and printed whole after it.
   const held = groups.map(() => [])
@@ -143,7 +160,7 @@ if (only === undefined || only === '--vm') {
     const own = i === 0 ? share : mkdtempSync(join(tmpdir(), 'mistify-vm-share-'))
     if (groups.length > 1) held[i].push(`== VM ${i + 1} of ${groups.length}: ${args.map((f) => f.replace(/^.*\//, '')).join(' ')} ==\n`)
     if (i === 0) process.stdout.write(held[0].splice(0).join(''))
-    const r = await run('bash', ['scripts/vm/run.sh', '--share', own, '--disk', join(share, 'project.img'), '--timeout', process.env.MISTIFY_VM_TIMEOUT ?? '4800', '--', inner(args)],
+    const r = await run('bash', ['scripts/vm/run.sh', '--share', own, '--disk', join(share, 'project.img'), '--cpus', cpus, '--timeout', process.env.MISTIFY_VM_TIMEOUT ?? '4800', '--', inner(args)],
       {}, i === 0 ? undefined : (c) => held[i].push(c))
     if (profileDir && existsSync(join(own, 'prof'))) {
       mkdirSync(profileDir, { recursive: true })
@@ -157,15 +174,24 @@ if (only === undefined || only === '--vm') {
   vms.forEach((vm, i) => tiers.push([groups.length > 1 ? `vm ${i + 1}` : 'vm', vm]))
 }
 
+/** Test files named, directories expanded to their *.test.js files. */
+function testFiles(args) {
+  return args.flatMap((a) => {
+    const p = join(root, a)
+    if (!existsSync(p) || !statSync(p).isDirectory()) return [a]
+    return readdirSync(p, { recursive: true }).map(String).filter((f) => f.endsWith('.test.js')).sort().map((f) => join(a, f))
+  })
+}
+
 /** The integration files in `n` groups of about equal time (longest first, each to the lightest group). */
 function splitFiles(n) {
   const dir = 'dist/test/integration'
   const files = readdirSync(join(root, dir)).filter((f) => f.endsWith('.test.js')).map((f) => `${dir}/${f}`)
-  // Seconds per file in one VM under TCG (a full run, 2026-12-04); a new file counts as 60.
-  const seconds = { crash: 120, 'rpc-images': 173, 'rpc-download': 105, 'reliability-corpus': 101, 'security-imports': 98, 'reliability-load': 86,
-    'security-transport': 81, 'security-generic': 78, 'rpc-snapshots': 76, 'security-streams': 59, 'rpc-volumes-disks': 59, 'security-sources': 59,
-    'rpc-image-formats': 49, 'reliability-disconnect': 39, 'ops-agent': 39, 'rpc-image-status': 32, 'zfs-adapter': 30, 'rpc-cancel': 28, 'systemd-units': 27,
-    'rpc-increments': 65, 'publish-increments': 100 }
+  // Seconds per file in one VM of one vCPU beside another (npm run test:vm, 2026-12-07); a new file counts as 60.
+  const seconds = { crash: 117, 'publish-increments': 147, 'reliability-disconnect': 50, 'reliability-load': 97, 'rpc-download': 159,
+    'rpc-image-formats': 78, 'rpc-increments': 84, 'rpc-replicas': 45, 'security-generic': 142, 'security-sources': 58, 'systemd-units': 39,
+    'zfs-adapter': 47, 'guests-space-mounted': 30, 'ops-agent': 35, 'reliability-corpus': 106, 'rpc-cancel': 35, 'rpc-image-status': 36,
+    'rpc-images': 160, 'rpc-snapshots': 104, 'rpc-volumes-disks': 63, 'security-imports': 108, 'security-streams': 99, 'security-transport': 102 }
   const weight = (f) => seconds[f.replace(/^.*\/|\.test\.js$/g, '')] ?? 60
   const groups = Array.from({ length: Math.max(1, Math.min(n, files.length)) }, () => ({ files: [], total: 0 }))
   for (const f of [...files].sort((a, b) => weight(b) - weight(a))) {
@@ -184,6 +210,7 @@ for (const [name, r] of tiers) {
   } else {
     console.log(`${name}: ${r.counts.pass} passed, ${r.counts.fail} failed`)
   }
+  for (const f of r.counts.failedFiles) console.error(`${name}: ${f} failed`)
 }
 if (!ok && fail === 0) fail = 1 // a tier that crashed counts as a failure
 console.log(`${pass} passed, ${fail} failed${skip ? `, ${skip} skipped` : ''}`)
