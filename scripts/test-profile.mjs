@@ -16,8 +16,8 @@ const top = Number(topArg ?? 25)
 const where = (url) => url.replace(/^.*\/(node_modules\/[^/]+|dist\/|node:)/, '$1')
 const add = (m, k, us) => m.set(k, (m.get(k) ?? 0) + us)
 const byHelper = new Map(), rest = new Map(), files = []
-// CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile: thread 0 is the main thread; another
-// thread of a test process is the ESM loader-hooks worker that tap's --import loaders start.
+// CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile: thread 0 is the main thread; another is a
+// worker of that process (under tap's runner, the ESM loader-hooks worker of its --import loaders).
 const ids = (f) => { const m = /\.(\d+)\.(\d+)\.\d+\.cpuprofile$/.exec(f); return m ? { pid: m[1], thread: m[2] } : { pid: f, thread: '0' } }
 const mainName = new Map()
 let all = 0, allIdle = 0
@@ -57,7 +57,7 @@ for (const f of readdirSync(dir).filter((x) => x.endsWith('.cpuprofile'))) {
 const s = (us) => (us / 1e6).toFixed(1).padStart(8)
 console.log(`${files.length} profiles, ${s(all).trim()} s sampled, ${s(allIdle).trim()} s idle`)
 for (const [n, t, i, pid, thread] of files.sort((a, b) => b[1] - a[1])) {
-  console.log(`${s(t)} s  idle ${s(i)} s  ${thread === '0' ? n : `${mainName.get(pid) ?? n}, its module loader thread`}`)
+  console.log(`${s(t)} s  idle ${s(i)} s  ${thread === '0' ? n : `${mainName.get(pid) ?? n}, its worker thread ${thread}`}`)
 }
 console.log(`\nbusy, by the test helpers on the stack (of ${s(all - allIdle).trim()} s)`)
 for (const [k, us] of [...byHelper].sort((a, b) => b[1] - a[1]).slice(0, top)) console.log(`${s(us)} s  ${k}`)
