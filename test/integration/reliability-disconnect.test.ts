@@ -22,7 +22,7 @@ const SEED = knob('MISTIFY_DISCONNECT_SEED', Math.floor(Math.random() * 1e9), Ma
 const MODES = ['before-first-byte', 'after-headers', 'mid-stream', 'stall-then-cut', 'post-body-cut', 'complete'] as const
 type Mode = typeof MODES[number]
 
-interface Result { mode: Mode; status: number; bytes: number; sawHeaders: boolean; sha?: string; ended: boolean }
+interface Result { mode: Mode; status: number; bytes: number; sawHeaders: boolean; sha?: string; ended: boolean; refusal?: string }
 
 /** One download, cut according to `mode`; `cutAt` is a byte count (mid-stream) or a delay in ms. */
 function download(base: string, id: string, mode: Mode, cutAt: number): Promise<Result> {
@@ -41,6 +41,14 @@ function download(base: string, id: string, mode: Mode, cutAt: number): Promise<
     req.on('response', (res) => {
       r.sawHeaders = true
       r.status = res.statusCode ?? 0
+      // A refusal is read whole whatever the mode: its text says which limit it met.
+      if (r.status === 503) {
+        r.refusal = ''
+        res.setEncoding('utf8')
+        res.on('data', (c: string) => { r.refusal += c })
+        res.on('end', finish)
+        return
+      }
       if (mode === 'after-headers') { cut(); return }
       res.on('data', (c: Buffer) => {
         r.bytes += c.length
@@ -65,13 +73,14 @@ function download(base: string, id: string, mode: Mode, cutAt: number): Promise<
 /**
  * A cut download keeps its place under the per-snapshot limit until its zfs send has
  * exited and its hold is released; under TCG with one vCPU that outlasted the next
- * request of the same worker once (503 busy). Such a request is made again once the
- * place is free: the answer that counts is the one it then gets.
+ * request of the same worker once (503, "busy: 4 downloads of … running"). Only that
+ * refusal is asked again, once the place is free: the answer that counts is the one
+ * it then gets. Any other 503, or the same one 50 times over, stays the answer.
  */
 async function downloadWhenFree(base: string, id: string, mode: Mode, cutAt: number, busy: { n: number }): Promise<Result> {
   for (let tries = 0; ; tries++) {
     const r = await download(base, id, mode, cutAt)
-    if (r.status !== 503 || tries === 50) return r
+    if (r.status !== 503 || !/busy: \d+ downloads of \S+ running/.test(r.refusal ?? '') || tries === 50) return r
     busy.n++
     await new Promise((res) => setTimeout(res, 200))
   }
