@@ -9,6 +9,7 @@ import { mkdirSync, readFileSync, renameSync, symlinkSync, unlinkSync, writeFile
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { execFileSync, spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { openImageSource } from '../../../src/agent/import/sources.js'
 
 async function drain(body: AsyncIterable<Buffer>): Promise<Buffer> {
@@ -76,8 +77,15 @@ t.test('item 14: swapping a directory for a symlink while sources are opened nev
   // A separate process swaps dir/sub between the real directory and a symlink to outside, as fast as it can.
   const flipper = join(l.root, 'flip.sh')
   writeFileSync(flipper, `cd '${l.dir}' || exit 1; while :; do mv sub held && ln -s '${n.elsewhere}' sub; rm sub && mv held sub; done\n`)
-  const child = spawn('sh', [flipper], { stdio: 'ignore' })
-  t.teardown(() => { child.kill('SIGKILL') })
+  // Its own process group, all killed and waited for: killing only sh left an mv or ln
+  // running that made an entry while tap removed the test directory (ENOTEMPTY, once).
+  const child = spawn('sh', [flipper], { stdio: 'ignore', detached: true })
+  const exited = once(child, 'exit')
+  const stop = async () => {
+    try { process.kill(-child.pid!, 'SIGKILL') } catch { /* already gone */ }
+    await exited
+  }
+  t.teardown(stop)
   let read = 0
   let refused = 0
   for (let i = 0; i < 300; i++) {
@@ -93,7 +101,7 @@ t.test('item 14: swapping a directory for a symlink while sources are opened nev
       refused++
     }
   }
-  child.kill('SIGKILL')
+  await stop()
   t.equal(read + refused, 300, `read ${read}, refused ${refused}`)
 })
 
