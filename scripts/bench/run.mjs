@@ -62,15 +62,21 @@ const ctx = {
   prof: process.env.BENCH_PROFILE || undefined,
   // --file-sources: importTiny reads its image by file:// (refused without it).
   startAgent: (o) => startAgent({ pool, dir, prof: ctx.prof, ...o, extraArgs: ['--file-sources', ctx.filesDir, ...(o?.extraArgs ?? [])] }),
-  /** Serve one file as every /images/<id>/download, with Content-Length and its sha256, as the image service does. */
+  /**
+   * Serve one file as every /images/<id>/download, with Content-Length and the digests the image
+   * service publishes (X-Image-Sha256, X-Image-Blake2b512); ids starting `sha-` get the sha256
+   * alone, as from an image service that predates the BLAKE2b.
+   */
   async fileServer(file) {
     const size = statSync(file).size
-    const hash = createHash('sha256')
-    for await (const c of createReadStream(file)) hash.update(c)
-    const sha256 = hash.digest('hex')
+    const sha = createHash('sha256'), b2 = createHash('blake2b512')
+    for await (const c of createReadStream(file)) { sha.update(c); b2.update(c) }
+    const sha256 = sha.digest('hex'), blake2b512 = b2.digest('hex')
     const server = createServer((req, res) => {
-      if (!/^\/images\/[^/]+\/download$/.test(req.url ?? '')) { res.writeHead(404); res.end(); return }
-      res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': size, 'X-Image-Sha256': sha256 })
+      const m = /^\/images\/([^/]+)\/download$/.exec(req.url ?? '')
+      if (!m) { res.writeHead(404); res.end(); return }
+      const digests = m[1].startsWith('sha-') ? { 'X-Image-Sha256': sha256 } : { 'X-Image-Sha256': sha256, 'X-Image-Blake2b512': blake2b512 }
+      res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': size, ...digests })
       createReadStream(file).pipe(res)
     })
     server.listen(0, '127.0.0.1')

@@ -35,6 +35,7 @@ const digests = (b: Buffer) => ({
   sha256: createHash('sha256').update(b).digest('hex'),
   md5: createHash('md5').update(b).digest('hex'),
   sha512: createHash('sha512').update(b).digest('hex'),
+  blake2b512: createHash('blake2b512').update(b).digest('hex'),
 })
 
 t.test('stage is invisible until commit; digests; ranged reads; remove', async (t) => {

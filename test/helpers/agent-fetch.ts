@@ -76,6 +76,8 @@ export function agentFetch(t: T, imageServer: string, o: { slowMs?: number; firs
     fetch: (id: string) => fetchImage(id, '', false, undefined, undefined),
     /** As an async RequestImage calls it: a refusal throws synchronously, before the caller answers. */
     fetchAsync: (id: string) => fetchImage(id, '', true, undefined, undefined),
+    /** As RequestImage with a `source` and the caller's sha256. */
+    fetchFrom: (id: string, source: string, sha256: string) => fetchImage(id, source, false, undefined, sha256),
     records: recs, received, fed,
   }
 }

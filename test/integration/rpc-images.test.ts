@@ -219,7 +219,7 @@ t.test('end to end: RequestImage pulls from our own image service', async (t) =>
   const agent = await restartAgent(t, a, { imageServer: svc.native })
   const r = await agent.services.images.requestImage({ id: meta.id, type: '', dest: '', source: '' })
   t.match(r.images[0], { id: meta.id, status: 'complete', size: 4 })
-  t.equal(sh('zfs', ['get', '-H', '-o', 'value', 'mistify:sha256', `${a.pool}/images/${meta.id}`]).trim(), meta.sha256, 'the checksum the service published was checked')
+  t.equal(sh('zfs', ['get', '-H', '-o', 'value', 'mistify:sha256', `${a.pool}/images/${meta.id}`]).trim(), meta.sha256, 'the sha256 the service published is recorded (its BLAKE2b was checked)')
   const clone = await agent.services.images.cloneImage({ id: meta.id, dest: 'guests/e2e/disk-0', type: '', source: '' })
   t.equal(clone.volumes[0]?.id, `${a.pool}/guests/e2e/disk-0`)
 })

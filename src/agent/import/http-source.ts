@@ -1,19 +1,17 @@
 /**
  * An image body over http(s), through the common client: here only the agent's
- * side of it, its error classes and texts (Go's among them) and X-Image-Sha256.
+ * side of it, its error classes and texts (Go's among them) and the published digests.
  */
+import { DIGEST_HEADERS, headerDigest, type Published } from './digest.js'
 import { InvalidParamsError, UpstreamError } from '../errors.js'
 import { httpGet, httpGetResumable, HttpClientError, type GetOptions, type HttpResponse, type ResumableOptions } from '../../common/http-client.js'
 
 export interface Source extends Omit<HttpResponse, 'status' | 'headers'> {
-  /** From X-Image-Sha256, when the image service sends it. */
-  readonly sha256: string | undefined
+  /** The digests the answer published, when it did (the image service does). */
+  readonly published: Published
 }
 
 export type OpenOptions = Omit<GetOptions, 'mapError' | 'headers' | 'ifRange'>
-
-/** The image service's digest of the bytes it serves. */
-const DIGEST_HEADER = 'x-image-sha256'
 
 /** The client's failure as the agent's: a source the policy refuses is the caller's mistake, the rest the upstream's. */
 export function upstreamError(e: HttpClientError): InvalidParamsError | UpstreamError {
@@ -48,8 +46,7 @@ function origin(url: string): string {
 
 function withDigest<R extends HttpResponse>(r: R): Omit<R, 'status' | 'headers'> & Source {
   const { status: _s, headers, ...rest } = r
-  const sha = headers[DIGEST_HEADER]
-  return { ...rest, sha256: typeof sha === 'string' ? sha.toLowerCase() : undefined }
+  return { ...rest, published: { sha256: headerDigest(headers, 'sha256'), blake2b512: headerDigest(headers, 'blake2b512') } }
 }
 
 export async function openSource(url: string, o: OpenOptions): Promise<Source> {
@@ -69,8 +66,8 @@ export interface ResumableSource extends Source {
  * An image body that survives dropped connections (Range resume); the
  * running `zfs receive` never notices. Several URLs: replicas of the image
  * service, tried in that order, a broken body resumed on the next one
- * (httpGetResumable); X-Image-Sha256 must agree between them.
+ * (httpGetResumable); the published digests must agree between them.
  */
 export async function openResumableSource(url: string | readonly string[], o: OpenOptions & Pick<ResumableOptions, 'maxResumes' | 'backoffMs'>): Promise<ResumableSource> {
-  return withDigest(await httpGetResumable(url, { ...o, mapError: upstreamError, identityHeaders: [DIGEST_HEADER] }))
+  return withDigest(await httpGetResumable(url, { ...o, mapError: upstreamError, identityHeaders: Object.values(DIGEST_HEADERS) }))
 }

@@ -1,5 +1,5 @@
 /**
- * One image import: source body → sha256 → (gunzip) → by payload format:
+ * One image import: source body → digest → (gunzip) → by payload format:
  *   zfs send stream → `zfs receive` into a temporary dataset;
  *   raw disk image  → written into a new temporary zvol, then snapshotted;
  *   qcow2           → spooled into a scratch zvol, converted by qemu-img into
@@ -16,6 +16,7 @@ import { DatasetBusyError, DatasetNotFoundError, ZfsError, type Zfs, zvolPath } 
 import { assertIncrementFrom, assertPlainStream, decideFormat, isGzip, SNIFF_BYTES, zfsStreamHeader, type PayloadFormat } from './payload.js'
 import { waitForDevice, writeToDevice } from './device-write.js'
 import { qcow2Check, qcow2Info, qcow2ToDevice } from './qemu-img.js'
+import type { ExpectedDigest } from './digest.js'
 import { INCOMING_PREFIX, PROP_FORMAT, PROP_IMAGE, PROP_SHA256, SPOOL_PREFIX } from '../catalog.js'
 
 /** The snapshot a raw or qcow2 image gets (a zfs stream brings its own). */
@@ -46,7 +47,8 @@ export interface Imported {
   readonly volume: string
   readonly snapshot: string
   readonly volsize: number
-  readonly sha256: string
+  /** Computed, or (checked by BLAKE2b) the one published beside it; undefined when neither. */
+  readonly sha256: string | undefined
   readonly bytes: number
   readonly format: PayloadFormat
 }
@@ -81,8 +83,8 @@ export async function importImage(o: {
   id: string
   body: AsyncIterable<Buffer>
   signal?: AbortSignal | undefined
-  /** sha256 of the bytes as served (before any gunzip), when known. */
-  expectedSha256?: string | undefined
+  /** Digest of the bytes as served (before any gunzip), when known; without it their sha256 is computed. */
+  expected?: ExpectedDigest | undefined
   /** Length of the body as served, when known. */
   expectedBytes?: number | undefined
   /** What the caller says the bytes are; otherwise told by their first bytes. */
@@ -102,18 +104,19 @@ export async function importImage(o: {
   // A leftover from a crashed attempt must not block this one (the original's bug 9).
   await removeLeftover(zfs, temp)
 
-  // Hash and count the bytes as served: that is what the image service's checksum covers.
-  const hash = createHash('sha256')
+  // Hash and count the bytes as served: that is what the image service's digest covers.
+  const algorithm = o.expected?.algorithm ?? 'sha256'
+  const hash = createHash(algorithm)
   let bytes = 0
-  const checkServed = () => {
-    const sha256 = hash.digest('hex')
+  const checkServed = (): string | undefined => {
+    const got = hash.digest('hex')
     if (o.expectedBytes !== undefined && o.expectedBytes !== bytes) {
       throw new UpstreamError(`image ${id}: expected ${o.expectedBytes} bytes, got ${bytes}`)
     }
-    if (o.expectedSha256 && o.expectedSha256 !== sha256) {
-      throw new UpstreamError(`image ${id}: checksum mismatch (expected sha256 ${o.expectedSha256}, got ${sha256})`)
+    if (o.expected && o.expected.hex !== got) {
+      throw new UpstreamError(`image ${id}: checksum mismatch (expected ${algorithm} ${o.expected.hex}, got ${got})`)
     }
-    return sha256
+    return algorithm === 'sha256' ? got : o.expected?.sha256
   }
 
   try {
@@ -186,7 +189,7 @@ export async function importImage(o: {
     }
     const sha256 = checkServed()
     if (format !== 'zfs') await zfs.snapshot(`${temp}@${snapName}`, {}, x)
-    await zfs.setProps(temp, { [PROP_IMAGE]: id, [PROP_SHA256]: sha256, [PROP_FORMAT]: format }, x)
+    await zfs.setProps(temp, { [PROP_IMAGE]: id, ...(sha256 ? { [PROP_SHA256]: sha256 } : {}), [PROP_FORMAT]: format }, x)
     await zfs.rename(temp, final, {}, x) // the commit point
     return { volume: final, snapshot: `${final}@${snapName}`, volsize, sha256, bytes, format }
   } catch (e) {

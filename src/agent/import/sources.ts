@@ -103,7 +103,7 @@ export async function openImageSource(where: URL | readonly URL[], o: { signal: 
   // A body never read (or left part way) must still give the descriptor back.
   const abandon = () => { if (!stream.destroyed) stream.destroy() }
   o.signal.addEventListener('abort', abandon, { once: true })
-  return { body: body(), size, sha256: undefined, etag: undefined, acceptRanges: false, abandon, delivered: () => bytes }
+  return { body: body(), size, published: { sha256: undefined, blake2b512: undefined }, etag: undefined, acceptRanges: false, abandon, delivered: () => bytes }
 }
 
 /**

@@ -5,31 +5,13 @@ import { randomInt } from 'node:crypto'
 import { openImageSource, readServiceRecord, replicaUrls, sourceUrl } from '../import/sources.js'
 import { parseServiceRecord, planFetch, type ServiceRecord, type Step } from '../import/lineage.js'
 import { importImage } from '../import/import-image.js'
+import { expectedDigest, type ExpectedDigest } from '../import/digest.js'
 import type { PayloadFormat } from '../import/payload.js'
 import { blankRecord, type ImageRecord } from '../catalog.js'
 import { toMiB } from '../services/shapes.js'
 import type { Deps } from '../services/deps.js'
 import { createSourcePolicy } from '../../common/address-policy.js'
 import { imageServers } from '../config.js'
-
-/**
- * The digest an import must match, decided before any byte is fetched or
- * any dataset made: integrity fails closed. A `source` the caller names
- * comes with the caller's sha256; the configured image service must publish
- * one (X-Image-Sha256), unless the operator accepts undigested images from
- * it. Both are checked when both are known.
- */
-function expectedDigest(id: string, requested: string | undefined, published: string | undefined, fromImageService: boolean, acceptUndigested: boolean): string | undefined {
-  if (requested && published && requested !== published) {
-    throw new UpstreamError(`image ${id}: the source publishes sha256 ${published}, the request says ${requested}`)
-  }
-  const digest = requested || published
-  if (digest) return digest
-  if (fromImageService && acceptUndigested) return undefined
-  throw new UpstreamError(fromImageService
-    ? `image ${id}: the image service published no sha256 (X-Image-Sha256), and unverified images are refused (acceptUndigestedImages is off)`
-    : `image ${id}: no sha256 to verify it against`)
-}
 
 /** How often a running fetch writes its progress to the record. */
 const PROGRESS_EVERY_MS = 1000
@@ -43,8 +25,10 @@ interface How {
   /** The first URL without credentials: what the record shows. */
   readonly shown: string
   readonly format: PayloadFormat | undefined
-  /** The digest the caller (or the image service's record) gives. */
-  readonly sha256: string | undefined
+  /** The sha256 the caller gives: the only digest then checked (digest.ts). */
+  readonly pinned: string | undefined
+  /** The sha256 the image service's record gives (an increment's). */
+  readonly recorded?: string
   readonly fromImageService: boolean
   /** An increment: received as a clone of this image snapshot of ours. */
   readonly origin?: string
@@ -99,7 +83,7 @@ export function createImageFetch(d: Deps, o: { firstReplica?: number } = {}): Im
     const first = sourceUrl(server, id, source, d.config.fileSources, { policy, urlSources })
     // From the image service: its download URL on every replica, in the order this fetch tries them.
     const urls = source ? [first] : replicaUrls(server, id, nextReplica++)
-    return { urls, shown: shownOf(urls[0]!), format, sha256, fromImageService: !source, ...(snapshotGuid ? { snapshotGuid } : {}) }
+    return { urls, shown: shownOf(urls[0]!), format, pinned: sha256, fromImageService: !source, ...(snapshotGuid ? { snapshotGuid } : {}) }
   }
 
   /** One import as a job of the queue (or the one under way for `id`, joined). */
@@ -188,16 +172,16 @@ export function createImageFetch(d: Deps, o: { firstReplica?: number } = {}): Im
     const origin = await records.get(r.origin)
     if (origin?.status !== 'complete') throw new UpstreamError(`image ${r.id}: its origin ${r.origin} is not here to apply its increment to`)
     const urls = replicaUrls(server, r.id, nextReplica++, 'increment')
-    return { urls, shown: shownOf(urls[0]!), format: undefined, sha256: r.increment!.sha256, fromImageService: true, origin: scope.check(origin.snapshot), snapshotGuid: r.snapshot_guid }
+    return { urls, shown: shownOf(urls[0]!), format: undefined, pinned: undefined, recorded: r.increment!.sha256, fromImageService: true, origin: scope.check(origin.snapshot), snapshotGuid: r.snapshot_guid }
   }
 
   /** One import, its progress written to the record as it goes. */
   async function importFrom(id: string, how: How, signal: AbortSignal): Promise<ImageRecord> {
     const { shown } = how
     const src = await openImageSource(how.urls, { signal, idleTimeoutMs: d.config.fetchIdleTimeoutMs, fileSources: d.config.fileSources, policy })
-    let expectedSha256: string | undefined
+    let expected: ExpectedDigest | undefined
     try {
-      expectedSha256 = expectedDigest(id, how.sha256, src.sha256, how.fromImageService, d.config.acceptUndigestedImages)
+      expected = expectedDigest(id, { pinned: how.pinned, recorded: how.recorded, published: src.published, fromImageService: how.fromImageService, acceptUndigested: d.config.acceptUndigestedImages })
     } catch (e) {
       src.abandon()
       throw e
@@ -209,13 +193,13 @@ export function createImageFetch(d: Deps, o: { firstReplica?: number } = {}): Im
     const timer = setInterval(() => { last = progress().catch(() => {}) }, PROGRESS_EVERY_MS)
     try {
       const got = await importImage({
-        zfs, imagesRoot: scope.images, id, body: src.body, signal, expectedSha256, expectedBytes: src.size, format: how.format, maxBytes: d.config.maxImageBytes,
+        zfs, imagesRoot: scope.images, id, body: src.body, signal, expected, expectedBytes: src.size, format: how.format, maxBytes: d.config.maxImageBytes,
         origin: how.origin, snapshotGuid: how.snapshotGuid,
       })
       clearInterval(timer)
       await last // a progress write must not land after the final one
       const rec: ImageRecord = {
-        id, type: '', volume: got.volume, snapshot: got.snapshot, size: toMiB(got.volsize), status: 'complete', source: shown, sha256: got.sha256, format: got.format,
+        id, type: '', volume: got.volume, snapshot: got.snapshot, size: toMiB(got.volsize), status: 'complete', source: shown, ...(got.sha256 ? { sha256: got.sha256 } : {}), format: got.format,
       }
       await records.put(id, rec)
       return rec

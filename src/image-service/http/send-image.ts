@@ -9,6 +9,8 @@ import { etagMatches, parseRange } from './conditional.js'
 export interface BlobRef {
   key: string
   sha256: string
+  /** '' or absent when the record predates it. */
+  blake2b512?: string | undefined
   size: number
   /** When it was stored (ISO); Go's zero time when unknown. */
   stored: string
@@ -18,14 +20,14 @@ export interface BlobRef {
 
 /** A complete image's own bytes. */
 export function imageBlob(rec: ImageRecord): BlobRef {
-  return { key: rec.id, sha256: rec.sha256, size: rec.size, stored: rec.download_end, what: `image ${rec.id}` }
+  return { key: rec.id, sha256: rec.sha256, blake2b512: rec.blake2b512, size: rec.size, stored: rec.download_end, what: `image ${rec.id}` }
 }
 
 /** An image's increment, when it has one (its record's update time is when it was linked). */
 export function incrementBlob(rec: ImageRecord): BlobRef | undefined {
   if (!rec.increment) return undefined
-  const { sha256, size } = rec.increment
-  return { key: incrementKey(rec.id, sha256), sha256, size, stored: rec.updated_at, what: `the increment of image ${rec.id}` }
+  const { sha256, blake2b512, size } = rec.increment
+  return { key: incrementKey(rec.id, sha256), sha256, blake2b512, size, stored: rec.updated_at, what: `the increment of image ${rec.id}` }
 }
 
 export interface SendOptions {
@@ -106,7 +108,17 @@ async function storeCall<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-/** sha256 hex → base64, for the Digest / Repr-Digest headers. */
-export function hexToBase64(hex: string): string {
-  return Buffer.from(hex, 'hex').toString('base64')
+/**
+ * The digests an agent checks a download against: X-Image-Sha256 (the blob's name) and, when
+ * stored, X-Image-Blake2b512, which agents prefer (the same assurance for far less CPU).
+ * Also on a redirect to the blob, so a client knows what to expect before it follows.
+ */
+export function imageDigestHeaders(blob: Pick<BlobRef, 'sha256' | 'blake2b512'>): Record<string, string> {
+  return { 'X-Image-Sha256': blob.sha256, ...(blob.blake2b512 ? { 'X-Image-Blake2b512': blob.blake2b512 } : {}) }
+}
+
+/** The above with RFC 9530's Repr-Digest (and the older Digest): on the bytes' own answer only. */
+export function bodyDigestHeaders(blob: Pick<BlobRef, 'sha256' | 'blake2b512'>): Record<string, string> {
+  const b64 = Buffer.from(blob.sha256, 'hex').toString('base64')
+  return { ...imageDigestHeaders(blob), Digest: `sha-256=${b64}`, 'Repr-Digest': `sha-256=:${b64}:` }
 }

@@ -4,7 +4,7 @@ import type { ServiceDeps } from '../app.js'
 import { answerErrors } from '../http/errors.js'
 import { readJson } from '../http/json.js'
 import { createRouter, routed } from '../../common/router.js'
-import { hexToBase64, imageBlob, incrementBlob, sendImage, type BlobRef } from '../http/send-image.js'
+import { bodyDigestHeaders, imageBlob, imageDigestHeaders, incrementBlob, sendImage, type BlobRef } from '../http/send-image.js'
 import { BlobStoreError, IncompleteError, removeImageBlobs, TooLargeError } from '../store/blobs.js'
 import { IncrementRefused, originOfMessage, storeIncrement } from '../store/increment.js'
 import { asPending, ImageGoneError, ingest, StaleUploadError } from '../store/ingest.js'
@@ -38,20 +38,17 @@ export function nativeApp(deps: ServiceDeps): Koa.Middleware[] {
       // in front of the replicas may keep for good; this answer (id → digest) may
       // change, so it is not cached. Relative, so it stays on the client's front.
       ctx.set('X-Image-Id', rec.id)
-      ctx.set('X-Image-Sha256', rec.sha256)
+      ctx.set(imageDigestHeaders(rec))
       ctx.set('Cache-Control', 'no-store')
       ctx.redirect(`/blobs/sha256/${rec.sha256}`)
       ctx.status = 302
       return
     }
-    const b64 = hexToBase64(rec.sha256)
     await sendImage(ctx, blobs, imageBlob(rec), {
       fail,
       headers: {
         'X-Image-Id': rec.id,
-        'X-Image-Sha256': rec.sha256,
-        Digest: `sha-256=${b64}`,
-        'Repr-Digest': `sha-256=:${b64}:`,
+        ...bodyDigestHeaders(rec),
         ...(rec.name !== '' ? { 'X-Image-Version': String(rec.version) } : {}),
       },
     })
@@ -218,7 +215,7 @@ export function nativeApp(deps: ServiceDeps): Koa.Middleware[] {
     if (!blob || !rec.increment) return httpError(ctx, 404, 'no increment')
     const headers = {
       'X-Image-Id': rec.id,
-      'X-Image-Sha256': blob.sha256,
+      ...imageDigestHeaders(blob),
       'X-Image-Origin': rec.origin,
       'X-Image-From-Guid': rec.increment.from_guid,
       'X-Image-Snapshot-Guid': rec.snapshot_guid,
@@ -231,8 +228,7 @@ export function nativeApp(deps: ServiceDeps): Koa.Middleware[] {
       ctx.status = 302
       return
     }
-    const b64 = hexToBase64(blob.sha256)
-    await sendImage(ctx, blobs, blob, { fail, headers: { ...headers, Digest: `sha-256=${b64}`, 'Repr-Digest': `sha-256=:${b64}:` } })
+    await sendImage(ctx, blobs, blob, { fail, headers: { ...headers, ...bodyDigestHeaders(blob) } })
   })
 
   // Content-addressed and immutable: the same URL always names the same bytes, so any cache
@@ -258,9 +254,7 @@ export function nativeApp(deps: ServiceDeps): Koa.Middleware[] {
       fail,
       headers: {
         'Cache-Control': 'public, max-age=31536000, immutable',
-        'X-Image-Sha256': sha256,
-        Digest: `sha-256=${hexToBase64(sha256)}`,
-        'Repr-Digest': `sha-256=:${hexToBase64(sha256)}:`,
+        ...bodyDigestHeaders(blob),
       },
     })
   })

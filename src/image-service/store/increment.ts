@@ -122,7 +122,7 @@ export function originOfMessage(id: string, dependents: string[]): string {
 }
 
 function incrementOf(origin: ImageRecord, data: StoredData): NonNullable<ImageRecord['increment']> {
-  return { from_guid: origin.snapshot_guid, size: data.size, sha256: data.sha256 }
+  return { from_guid: origin.snapshot_guid, size: data.size, sha256: data.sha256, blake2b512: data.blake2b512 }
 }
 
 /**

@@ -45,12 +45,12 @@ export class StaleUploadError extends Error {
 }
 
 export function withError(r: ImageRecord, message: string): ImageRecord {
-  return { ...r, status: 'error', error: message, download_end: new Date().toISOString(), sha256: '', md5: '', sha512: '', snapshot_guid: '' }
+  return { ...r, status: 'error', error: message, download_end: new Date().toISOString(), sha256: '', md5: '', sha512: '', blake2b512: '', snapshot_guid: '' }
 }
 
 /** Back to `pending` with no trace of an earlier attempt (a fetch about to (re)start). */
 export function asPending(r: ImageRecord): ImageRecord {
-  return { ...clearError(r), status: 'pending', size: 0, expected_size: -1, download_start: ZERO_TIME, download_end: ZERO_TIME, sha256: '', md5: '', sha512: '', snapshot_guid: '' }
+  return { ...clearError(r), status: 'pending', size: 0, expected_size: -1, download_start: ZERO_TIME, download_end: ZERO_TIME, sha256: '', md5: '', sha512: '', blake2b512: '', snapshot_guid: '' }
 }
 
 function clearError(r: ImageRecord): ImageRecord {
@@ -113,7 +113,7 @@ async function ingestClaimed(deps: IngestDeps, id: string, body: AsyncIterable<U
     gen = r.generation
     return {
       ...clearError(r), status: 'downloading', size: 0, expected_size: o.expectedSize ?? -1,
-      download_start: new Date().toISOString(), download_end: ZERO_TIME, sha256: '', md5: '', sha512: '', snapshot_guid: '',
+      download_start: new Date().toISOString(), download_end: ZERO_TIME, sha256: '', md5: '', sha512: '', blake2b512: '', snapshot_guid: '',
     }
   })
   if (!started) throw new ImageGoneError(id)

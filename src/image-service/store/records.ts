@@ -88,7 +88,7 @@ export function normalizeRecord(raw: unknown, id: string): ImageRecord {
   const when = typeof r.download_start === 'string' && r.download_start !== ZERO_TIME ? r.download_start : ZERO_TIME
   const base: ImageRecord = {
     id, source: '', type, comment: '', status: 'pending', size: 0, expected_size: -1,
-    download_start: ZERO_TIME, download_end: ZERO_TIME, sha256: '', md5: '', sha512: '',
+    download_start: ZERO_TIME, download_end: ZERO_TIME, sha256: '', md5: '', sha512: '', blake2b512: '',
     name: '', version: 0, created_at: when, updated_at: when, snapshot_guid: '', origin: '', increment: null,
     glance: {
       visibility: 'shared', protected: false, ...defaultFormats(type), min_disk: 0, min_ram: 0,

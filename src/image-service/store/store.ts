@@ -57,6 +57,8 @@ export interface Increment {
   from_guid: string
   size: number
   sha256: string
+  /** Absent on increments stored before it was published. */
+  blake2b512?: string
 }
 
 export interface ImageRecord {
@@ -74,6 +76,7 @@ export interface ImageRecord {
   sha256: string
   md5: string
   sha512: string
+  blake2b512: string
   /** '' when unnamed; version 0 then. */
   name: string
   version: number
@@ -177,6 +180,7 @@ export class ImageStore {
         sha256: '',
         md5: '',
         sha512: '',
+        blake2b512: '',
         name,
         version: name === '' ? 0 : await this.versionFor(name, init.version),
         created_at: now,

@@ -20,6 +20,7 @@ t.test('sha256 computed while storing, returned in metadata and headers', async 
   const body = Buffer.from(await res.arrayBuffer())
   t.ok(body.equals(data), 'bytes round-trip')
   t.equal(res.headers.get('x-image-sha256'), hex('sha256', data))
+  t.equal(res.headers.get('x-image-blake2b512'), hex('blake2b512', data))
   t.equal(res.headers.get('etag'), `"${hex('sha256', data)}"`)
   const b64 = createHash('sha256').update(data).digest('base64')
   t.equal(res.headers.get('digest'), `sha-256=${b64}`)

@@ -29,6 +29,7 @@ t.test('files: ids, atomic writes, digests, limits, delete', async (t) => {
     sha256: createHash('sha256').update(data).digest('hex'),
     md5: createHash('md5').update(data).digest('hex'),
     sha512: createHash('sha512').update(data).digest('hex'),
+    blake2b512: createHash('blake2b512').update(data).digest('hex'),
   })
   t.equal(readFileSync(join(dir, 'images', ID), 'utf8'), 'hello world')
   t.same(readdirSync(join(dir, 'tmp')), [], 'temp file renamed away')
