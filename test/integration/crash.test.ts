@@ -13,6 +13,7 @@ import t from 'tap'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { haveZfs, sh } from '../helpers/zpool.js'
 import { startAgent, makeZvolStream, dribble, IMAGE_ID } from '../helpers/agent.js'
 import { summary, Tally, waitEmpty, zfsProcesses } from '../helpers/reliability.js'
@@ -40,7 +41,6 @@ async function rpc(port: number, method: string, params: unknown): Promise<{ res
 
 const exists = (n: string) => spawnSync('zfs', ['list', '-H', '-o', 'name', n], { stdio: 'ignore' }).status === 0
 const prop = (n: string, p: string) => sh('zfs', ['get', '-H', '-p', '-o', 'value', p, n]).trim()
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 /** CreateGuestDisks' disks in each round: image clones and blank 8 MiB volumes, alternating. */
 const DISKS = [{ image: IMAGE_ID }, { size: 8 }, { image: IMAGE_ID }, { size: 8 }]
 
@@ -60,7 +60,7 @@ t.test('kill -9 during imports, clones and guest-disk creation; restart, re-requ
     let log = ''
     agent.stderr!.on('data', (c: Buffer) => { log += c.toString() })
     for (let i = 0; i < 1200; i++) { // up to 2 min: node starts slowly under TCG on a loaded machine
-      try { await rpc(port, 'ListImages', {}); return port } catch { await new Promise((r) => setTimeout(r, 100)) }
+      try { await rpc(port, 'ListImages', {}); return port } catch { await sleep(100) }
       if (agent.exitCode !== null) throw new Error(`agent exited ${agent.exitCode}: ${log}`)
     }
     throw new Error(`agent did not come up: ${log}`)

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { request } from 'node:http'
 import { spawnSync } from 'node:child_process'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { haveZfs, sh } from '../helpers/zpool.js'
 import { startAgent } from '../helpers/agent.js'
 
@@ -33,7 +34,6 @@ process.env.PATH = `${dir}:${process.env.PATH ?? ''}`
 
 const zfs = (args: string[]) => sh(REAL_ZFS, args)
 const exists = (name: string) => spawnSync(REAL_ZFS, ['list', '-H', '-t', 'all', name], { stdio: 'ignore' }).status === 0
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const pids = () => readFileSync(PIDS, 'utf8').split('\n').filter(Boolean).map(Number)
 const alive = (pid: number) => { try { process.kill(pid, 0); return true } catch { return false } }
 

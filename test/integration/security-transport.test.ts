@@ -11,6 +11,7 @@ import http from 'node:http'
 import net from 'node:net'
 import { once } from 'node:events'
 import { createHash } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { bash, haveZfs, sh, volumeWithSnapshot } from '../helpers/zpool.js'
 import { startAgent } from '../helpers/agent.js'
 import { HOLD_PREFIX } from '../../src/agent/services/downloads.js'
@@ -19,7 +20,6 @@ import { waitEmpty, zfsProcesses, zfsState, zfsStreams } from '../helpers/reliab
 
 if (!haveZfs) { t.comment('real ZFS only: run inside the VM (npm test does)'); process.exit(0) }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const ourHolds = (snaps: string[]) => sh('zfs', ['holds', '-H', ...snaps]).split('\n').filter((l) => l.includes(HOLD_PREFIX))
 /** Real streams only: `zfs send -n -P` is the dry run (the estimate), which HEAD may run. */
 const realSends = async () => (await zfsStreams()).filter((l) => /\bzfs send\b/.test(l) && !/\bsend -n\b/.test(l))
