@@ -59,8 +59,9 @@ export function destroyWhenFree(ds: string): void {
 type Route = Buffer | ((res: import('node:http').ServerResponse, req: import('node:http').IncomingMessage) => void)
 
 export const sha256hex = (b: Buffer) => createHash('sha256').update(b).digest('hex')
+export const blake2bHex = (b: Buffer) => createHash('blake2b512').update(b).digest('hex')
 /** The digest headers the image service publishes (the agent refuses undigested images by default, and checks the BLAKE2b). */
-export const digestHeader = (b: Buffer) => ({ 'X-Image-Sha256': sha256hex(b), 'X-Image-Blake2b512': createHash('blake2b512').update(b).digest('hex') })
+export const digestHeader = (b: Buffer) => ({ 'X-Image-Sha256': sha256hex(b), 'X-Image-Blake2b512': blake2bHex(b) })
 
 export interface ImageServer {
   readonly url: string

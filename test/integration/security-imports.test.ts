@@ -6,11 +6,10 @@
  */
 import t from 'tap'
 import { gzipSync } from 'node:zlib'
-import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 import { readFileSync } from 'node:fs'
 import { haveZfs, sh, volumeWithSnapshot } from '../helpers/zpool.js'
-import { startAgent, restartAgent, makeZvolStream, dribble, digestHeader, sha256hex } from '../helpers/agent.js'
+import { startAgent, restartAgent, makeZvolStream, dribble, digestHeader, sha256hex, blake2bHex } from '../helpers/agent.js'
 import { zfsState, unchanged, streamOf } from '../helpers/reliability.js'
 
 if (!haveZfs) { t.comment('real ZFS only: run inside the VM (npm test does)'); process.exit(0) }
@@ -121,13 +120,12 @@ t.test('item 8: integrity fails closed', async (t) => {
   })
 
   await t.test('item 8: the image service\'s BLAKE2b is what is checked: a wrong one beside a right sha256 is refused; nothing created', async (t) => {
-    const b2 = (b: Buffer) => createHash('blake2b512').update(b).digest('hex')
     a.images.routes.set('/images/badb2/download', (res) => {
-      res.writeHead(200, { 'Content-Length': stream.length, 'X-Image-Sha256': sha256hex(stream), 'X-Image-Blake2b512': b2(Buffer.from('other')) })
+      res.writeHead(200, { 'Content-Length': stream.length, 'X-Image-Sha256': sha256hex(stream), 'X-Image-Blake2b512': blake2bHex(Buffer.from('other')) })
       res.end(stream)
     })
     await unchanged(t, a, 'wrong blake2b', async () => {
-      t.match((await call('RequestImage', { id: 'badb2' })).error, new RegExp(`^image badb2: checksum mismatch \\(expected blake2b512 ${b2(Buffer.from('other'))}, got ${b2(stream)}\\)`))
+      t.match((await call('RequestImage', { id: 'badb2' })).error, new RegExp(`^image badb2: checksum mismatch \\(expected blake2b512 ${blake2bHex(Buffer.from('other'))}, got ${blake2bHex(stream)}\\)`))
       t.equal((await call('GetImage', { id: 'badb2' })).error, 'not found')
     })
     a.images.routes.set('/images/goodb2/download', (res) => { res.writeHead(200, { 'Content-Length': stream.length, ...digestHeader(stream) }); res.end(stream) })
@@ -135,7 +133,7 @@ t.test('item 8: integrity fails closed', async (t) => {
     t.equal(zfsOut(['get', '-H', '-o', 'value', 'mistify:sha256', `${P}/images/goodb2`]), sha256hex(stream), 'the record shows the sha256 published beside it')
     // The same image, named as a URL with the caller's sha256: the server's (wrong) BLAKE2b is not read.
     a.images.routes.set('/elsewhere/pinned.zfs', (res) => {
-      res.writeHead(200, { 'Content-Length': stream.length, 'X-Image-Blake2b512': b2(Buffer.from('other')) })
+      res.writeHead(200, { 'Content-Length': stream.length, 'X-Image-Blake2b512': blake2bHex(Buffer.from('other')) })
       res.end(stream)
     })
     const pinned = await call('RequestImage', { id: 'pinned', source: `${a.images.url}/elsewhere/pinned.zfs`, sha256: sha256hex(stream) })
