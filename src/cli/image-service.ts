@@ -4,6 +4,7 @@ import https from 'node:https'
 import { pipeline } from 'node:stream/promises'
 import type { Readable } from 'node:stream'
 import { BodyTooLarge, readBody } from '../common/body.js'
+import { IMAGE_HEADER } from '../common/image-headers.js'
 import { AgentRefused, TransportError } from './client.js'
 
 const ANSWER_LIMIT = 1 << 20
@@ -31,8 +32,8 @@ export class ImageServiceClient {
 
   /** PUT /images: the bytes of `body`, chunked (a zfs stream's length is not known before it ends). */
   async upload(body: Readable, o: { name: string; version?: number | undefined; type: string }): Promise<ServiceImage> {
-    const headers: http.OutgoingHttpHeaders = { 'X-Image-Type': o.type, 'X-Image-Name': o.name }
-    if (o.version !== undefined) headers['X-Image-Version'] = String(o.version)
+    const headers: http.OutgoingHttpHeaders = { [IMAGE_HEADER.type]: o.type, [IMAGE_HEADER.name]: o.name }
+    if (o.version !== undefined) headers[IMAGE_HEADER.version] = String(o.version)
     const { status, text } = await this.send('PUT', '/images', { body, headers })
     if (status !== 200) throw refused(status, text)
     return parse(text)
@@ -40,7 +41,7 @@ export class ImageServiceClient {
 
   /** PUT /images/ID/increment: a `zfs send -i` stream from `origin`'s snapshot to this image's. */
   async uploadIncrement(id: string, origin: string, body: Readable): Promise<ServiceImage> {
-    const { status, text } = await this.send('PUT', `/images/${encodeURIComponent(id)}/increment`, { body, headers: { 'X-Image-Origin': origin } })
+    const { status, text } = await this.send('PUT', `/images/${encodeURIComponent(id)}/increment`, { body, headers: { [IMAGE_HEADER.origin]: origin } })
     if (status !== 200) throw refused(status, text)
     return parse(text)
   }

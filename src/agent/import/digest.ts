@@ -2,9 +2,8 @@
  * Which digest an import is checked against, decided before any byte is fetched or any
  * dataset made: integrity fails closed. The README's "Integrity" section says why BLAKE2b.
  */
+import { DIGEST_HEADER, type DigestAlgorithm } from '../../common/image-headers.js'
 import { UpstreamError } from '../errors.js'
-
-export type DigestAlgorithm = 'sha256' | 'blake2b512'
 
 /** The digests a source published (X-Image-Sha256, X-Image-Blake2b512), lower-case hex. */
 export interface Published {
@@ -21,13 +20,13 @@ export interface ExpectedDigest {
 }
 
 /** The response headers that carry them; a resumed body must repeat what its first answer said. */
-export const DIGEST_HEADERS: Readonly<Record<DigestAlgorithm, string>> = { sha256: 'x-image-sha256', blake2b512: 'x-image-blake2b512' }
+export const DIGEST_HEADERS: readonly string[] = Object.values(DIGEST_HEADER)
 
 const SHAPE: Readonly<Record<DigestAlgorithm, RegExp>> = { sha256: /^[0-9a-f]{64}$/, blake2b512: /^[0-9a-f]{128}$/ }
 
 /** A digest header's value as published (lower-cased), or undefined when absent. */
 export function headerDigest(headers: Readonly<Record<string, string | string[] | undefined>>, algorithm: DigestAlgorithm): string | undefined {
-  const v = headers[DIGEST_HEADERS[algorithm]]
+  const v = headers[DIGEST_HEADER[algorithm].toLowerCase()]
   return typeof v === 'string' ? v.toLowerCase() : undefined
 }
 
@@ -50,7 +49,7 @@ export function expectedDigest(id: string, o: {
   // A malformed digest is refused before any byte is fetched; one that is not used is not read.
   const shaped = (a: DigestAlgorithm): string | undefined => {
     const v = o.published[a]
-    if (v !== undefined && !SHAPE[a].test(v)) throw new UpstreamError(`image ${id}: the source's ${DIGEST_HEADERS[a]} is not a ${a} digest: ${JSON.stringify(v.slice(0, 140))}`)
+    if (v !== undefined && !SHAPE[a].test(v)) throw new UpstreamError(`image ${id}: the source's ${DIGEST_HEADER[a]} is not a ${a} digest: ${JSON.stringify(v.slice(0, 140))}`)
     return v
   }
   const published = shaped('sha256')
@@ -67,6 +66,6 @@ export function expectedDigest(id: string, o: {
   if (sha256) return { algorithm: 'sha256', hex: sha256, sha256 }
   if (o.fromImageService && o.acceptUndigested) return undefined
   throw new UpstreamError(o.fromImageService
-    ? `image ${id}: the image service published no sha256 (X-Image-Sha256), and unverified images are refused (acceptUndigestedImages is off)`
+    ? `image ${id}: the image service published no sha256 (${DIGEST_HEADER.sha256}), and unverified images are refused (acceptUndigestedImages is off)`
     : `image ${id}: no sha256 to verify it against`)
 }

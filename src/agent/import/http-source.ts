@@ -69,5 +69,5 @@ export interface ResumableSource extends Source {
  * (httpGetResumable); the published digests must agree between them.
  */
 export async function openResumableSource(url: string | readonly string[], o: OpenOptions & Pick<ResumableOptions, 'maxResumes' | 'backoffMs'>): Promise<ResumableSource> {
-  return withDigest(await httpGetResumable(url, { ...o, mapError: upstreamError, identityHeaders: Object.values(DIGEST_HEADERS) }))
+  return withDigest(await httpGetResumable(url, { ...o, mapError: upstreamError, identityHeaders: DIGEST_HEADERS }))
 }

@@ -1,5 +1,6 @@
 /** Streaming an image's bytes: ETag / If-None-Match, one Range, If-Range. */
 import type Koa from 'koa'
+import { DIGEST_HEADER } from '../../common/image-headers.js'
 import { incrementKey, type BlobStore } from '../store/blobs.js'
 import type { ImageRecord } from '../store/store.js'
 import { HttpError, type Fail } from './errors.js'
@@ -114,7 +115,7 @@ async function storeCall<T>(fn: () => Promise<T>): Promise<T> {
  * Also on a redirect to the blob, so a client knows what to expect before it follows.
  */
 export function imageDigestHeaders(blob: Pick<BlobRef, 'sha256' | 'blake2b512'>): Record<string, string> {
-  return { 'X-Image-Sha256': blob.sha256, ...(blob.blake2b512 ? { 'X-Image-Blake2b512': blob.blake2b512 } : {}) }
+  return { [DIGEST_HEADER.sha256]: blob.sha256, ...(blob.blake2b512 ? { [DIGEST_HEADER.blake2b512]: blob.blake2b512 } : {}) }
 }
 
 /** The above with RFC 9530's Repr-Digest (and the older Digest): on the bytes' own answer only. */

@@ -4,6 +4,7 @@ import type { ServiceDeps } from '../app.js'
 import { answerErrors } from '../http/errors.js'
 import { readJson } from '../http/json.js'
 import { createRouter, routed } from '../../common/router.js'
+import { IMAGE_HEADER } from '../../common/image-headers.js'
 import { bodyDigestHeaders, imageBlob, imageDigestHeaders, incrementBlob, sendImage, type BlobRef } from '../http/send-image.js'
 import { BlobStoreError, IncompleteError, removeImageBlobs, TooLargeError } from '../store/blobs.js'
 import { IncrementRefused, originOfMessage, storeIncrement } from '../store/increment.js'
@@ -37,7 +38,7 @@ export function nativeApp(deps: ServiceDeps): Koa.Middleware[] {
       // Cluster mode: the bytes are fetched by their digest, a URL any HTTP cache
       // in front of the replicas may keep for good; this answer (id → digest) may
       // change, so it is not cached. Relative, so it stays on the client's front.
-      ctx.set('X-Image-Id', rec.id)
+      ctx.set(IMAGE_HEADER.id, rec.id)
       ctx.set(imageDigestHeaders(rec))
       ctx.set('Cache-Control', 'no-store')
       ctx.redirect(`/blobs/sha256/${rec.sha256}`)
@@ -47,9 +48,9 @@ export function nativeApp(deps: ServiceDeps): Koa.Middleware[] {
     await sendImage(ctx, blobs, imageBlob(rec), {
       fail,
       headers: {
-        'X-Image-Id': rec.id,
+        [IMAGE_HEADER.id]: rec.id,
         ...bodyDigestHeaders(rec),
-        ...(rec.name !== '' ? { 'X-Image-Version': String(rec.version) } : {}),
+        ...(rec.name !== '' ? { [IMAGE_HEADER.version]: String(rec.version) } : {}),
       },
     })
   }
@@ -188,7 +189,7 @@ export function nativeApp(deps: ServiceDeps): Koa.Middleware[] {
       return jsonMsg(ctx, 413, new TooLargeError(deps.maxUploadSize).message)
     }
     try {
-      const linked = await storeIncrement(deps, rec.id, ctx.get('x-image-origin'), ctx.req, {
+      const linked = await storeIncrement(deps, rec.id, ctx.get(IMAGE_HEADER.origin), ctx.req, {
         expectedSize, maxSize: deps.maxUploadSize, isComplete: () => ctx.req.complete,
       })
       ctx.body = toNative(linked)
@@ -214,11 +215,11 @@ export function nativeApp(deps: ServiceDeps): Koa.Middleware[] {
     const blob = rec.status === 'complete' ? incrementBlob(rec) : undefined
     if (!blob || !rec.increment) return httpError(ctx, 404, 'no increment')
     const headers = {
-      'X-Image-Id': rec.id,
+      [IMAGE_HEADER.id]: rec.id,
       ...imageDigestHeaders(blob),
-      'X-Image-Origin': rec.origin,
-      'X-Image-From-Guid': rec.increment.from_guid,
-      'X-Image-Snapshot-Guid': rec.snapshot_guid,
+      [IMAGE_HEADER.origin]: rec.origin,
+      [IMAGE_HEADER.fromGuid]: rec.increment.from_guid,
+      [IMAGE_HEADER.snapshotGuid]: rec.snapshot_guid,
     }
     if (deps.redirectDownloads) {
       // As the full download: the bytes by their digest, cacheable for good; this answer is not.

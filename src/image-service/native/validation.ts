@@ -1,6 +1,7 @@
 /** What a native request must carry: the fetch body of POST /images and the upload headers of PUT /images. */
 import type Koa from 'koa'
 import { checkUrl, type SourcePolicy } from '../../common/address-policy.js'
+import { IMAGE_HEADER } from '../../common/image-headers.js'
 import { isPlainObject } from '../../common/plain-object.js'
 import { isImageType, validName, type ImageType } from '../store/store.js'
 
@@ -51,17 +52,17 @@ export interface UploadRequest {
 
 /** PUT /images headers: X-Image-Type (required), X-Image-Name, X-Image-Version (with a name), X-Image-Comment. */
 export function parseUploadHeaders(ctx: Koa.Context): UploadRequest | { refused: string } {
-  const type = ctx.get('x-image-type')
-  if (!isImageType(type)) return { refused: 'invalid X-Image-Type header' }
-  const name = ctx.get('x-image-name')
-  if (name !== '' && !validName(name)) return { refused: 'invalid X-Image-Name header' }
-  const versionHeader = ctx.get('x-image-version')
+  const type = ctx.get(IMAGE_HEADER.type)
+  if (!isImageType(type)) return { refused: `invalid ${IMAGE_HEADER.type} header` }
+  const name = ctx.get(IMAGE_HEADER.name)
+  if (name !== '' && !validName(name)) return { refused: `invalid ${IMAGE_HEADER.name} header` }
+  const versionHeader = ctx.get(IMAGE_HEADER.version)
   let version: number | undefined
   if (versionHeader !== '') {
-    if (name === '') return { refused: 'X-Image-Version needs an X-Image-Name' }
+    if (name === '') return { refused: `${IMAGE_HEADER.version} needs an ${IMAGE_HEADER.name}` }
     version = /^[1-9]\d{0,14}$/.test(versionHeader) ? Number(versionHeader) : undefined
-    if (version === undefined) return { refused: 'invalid X-Image-Version header: a positive integer' }
+    if (version === undefined) return { refused: `invalid ${IMAGE_HEADER.version} header: a positive integer` }
   }
   const lenHeader = ctx.get('content-length')
-  return { type, name, version, comment: ctx.get('x-image-comment'), expectedSize: lenHeader === '' ? -1 : Number(lenHeader) }
+  return { type, name, version, comment: ctx.get(IMAGE_HEADER.comment), expectedSize: lenHeader === '' ? -1 : Number(lenHeader) }
 }

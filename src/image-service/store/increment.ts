@@ -5,6 +5,7 @@
  * second blob and the record names origin and increment in one compare-and-swap.
  */
 import { DRR_BEGIN_BYTES, isZfsStream, readStreamHeader } from '../../zfs/stream-header.js'
+import { IMAGE_HEADER } from '../../common/image-headers.js'
 import { incrementKey, type StoredData, type WriteOptions } from './blobs.js'
 import type { IngestDeps } from './ingest.js'
 import { peekHead } from './stream-head.js'
@@ -24,8 +25,8 @@ export class IncrementRefused extends Error {
  */
 export async function checkLink(store: ImageStore, image: ImageRecord, originId: string): Promise<ImageRecord> {
   checkImage(image)
-  if (originId === '') throw new IncrementRefused(400, 'X-Image-Origin header missing: the id of the image the increment starts from')
-  if (!isImageId(originId)) throw new IncrementRefused(400, `X-Image-Origin ${JSON.stringify(originId)} is not an image id`)
+  if (originId === '') throw new IncrementRefused(400, `${IMAGE_HEADER.origin} header missing: the id of the image the increment starts from`)
+  if (!isImageId(originId)) throw new IncrementRefused(400, `${IMAGE_HEADER.origin} ${JSON.stringify(originId)} is not an image id`)
   if (originId.toLowerCase() === image.id) throw new IncrementRefused(400, `image ${image.id} cannot be its own origin`)
   const origin = await store.get(originId)
   if (!origin) throw new IncrementRefused(404, `origin image ${originId.toLowerCase()} not found`)

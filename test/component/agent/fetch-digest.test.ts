@@ -50,7 +50,7 @@ t.test('the image service publishes both: BLAKE2b is what is checked, sha256 is 
 
   // 64 hex digits where 128 belong: refused before a byte goes to zfs.
   const s = await failure(a.fetch('shapeless'))
-  t.match(s.message, /^image shapeless: the source's x-image-blake2b512 is not a blake2b512 digest/)
+  t.match(s.message, /^image shapeless: the source's X-Image-Blake2b512 is not a blake2b512 digest/)
   t.equal(a.received.length, 2, 'nothing fed')
 })
 
