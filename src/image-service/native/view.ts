@@ -20,6 +20,8 @@ export function toNative(r: ImageRecord): Record<string, unknown> {
     snapshot_guid: r.snapshot_guid,
     origin: r.origin,
     increment: r.increment,
+    // '' for records stored before the service computed it.
+    blake2b512: r.blake2b512,
     ...(r.error !== undefined ? { error: r.error } : {}),
   }
 }

@@ -1,6 +1,7 @@
 // The original mistify-image-service APITestSuite (wire spec §6.2), ported,
 // plus the wire details of §5 (key order, zero times, error shapes).
 import t from 'tap'
+import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { ZERO_TIME } from '../../../src/image-service/store/store.js'
@@ -9,7 +10,7 @@ import {
 } from '../../helpers/image-service.js'
 
 // The original's metadata.Image, then our additions (issue 16: the lineage of zfs increments).
-const NATIVE_KEYS = ['id', 'source', 'type', 'comment', 'status', 'size', 'expected_size', 'download_start', 'download_end', 'sha256', 'name', 'version', 'snapshot_guid', 'origin', 'increment']
+const NATIVE_KEYS = ['id', 'source', 'type', 'comment', 'status', 'size', 'expected_size', 'download_start', 'download_end', 'sha256', 'name', 'version', 'snapshot_guid', 'origin', 'increment', 'blake2b512']
 
 t.test('ReceiveImage (PUT /images)', async (t) => {
   const { native } = await startTestService(t)
@@ -30,6 +31,7 @@ t.test('ReceiveImage (PUT /images)', async (t) => {
     t.equal(r.body.type, type)
     t.equal(r.body.comment, `a ${type}`)
     t.same(Object.keys(r.body), NATIVE_KEYS, 'metadata.Image keys in order, no error key')
+    t.equal(r.body.blake2b512, createHash('blake2b512').update(TESTDATA).digest('hex'), 'the BLAKE2b-512 published with the bytes')
     t.not(r.body.download_start, ZERO_TIME)
     t.not(r.body.download_end, ZERO_TIME)
   }
