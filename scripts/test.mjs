@@ -145,11 +145,16 @@ if (only === undefined || only === '--vm') {
   // Four emulated vCPUs on two host cores were slower: two VMs each running rpc-cancel
   // and ops-agent took 235 s with 2 vCPUs each and 187 s with 1 (MTTCG, 2026-12-07).
   const cpus = process.env.MISTIFY_VM_CPUS ?? String(Math.max(1, Math.floor(availableParallelism() / groups.length)))
+  // MISTIFY_VM_ACCT=1: the kernel's process accounting (acct(2), switched on with perl, which
+  // every Debian has) records every process the tests run; at the end each VM prints the CPU
+  // by command (scripts/vm/acct-summary.mjs): where the emulated CPU goes.
+  const acct = process.env.MISTIFY_VM_ACCT ? 'stat0=$(head -1 /proc/stat); : > /tmp/acct.log; perl -e \'my $f = "/tmp/acct.log"; syscall(163, $f) == 0 or die "acct: $!\\n"\'' : ''
+  const accounted = (cmd) => acct ? `${acct}\nrc=0; ${cmd} || rc=$?\nperl -e 'syscall(163, 0)'; node scripts/vm/acct-summary.mjs /tmp/acct.log "$stat0"; exit $rc` : cmd
   const inner = (args) => [
     'set -e; echo "vm: booted after $(cut -d" " -f1 /proc/uptime) s of uptime"',
     `mkdir -p /tmp/p${profileDir ? ' /mnt/host/prof' : ''}; mount /dev/vdb /tmp/p; cd /tmp/p`,
     'echo "vm: ready after $(cut -d" " -f1 /proc/uptime) s of uptime"',
-    `${knobs}MISTIFY_TEST_ZPOOL=1 bash scripts/vm/test-files.sh ${[...nodeArgs, ...args].map(q).join(' ')}`,
+    accounted(`${knobs}MISTIFY_TEST_ZPOOL=1 bash scripts/vm/test-files.sh ${[...nodeArgs, ...args].map(q).join(' ')}`),
   ].join('\n')
   // The first VM's output streams; the others' is held and printed whole after it.
   const held = groups.map(() => [])
