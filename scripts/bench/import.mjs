@@ -7,10 +7,13 @@
 // each check too (`tee >(b2sum)`, `tee >(sha256sum)`), and what hashing the
 // stream costs alone.
 import { statSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
-import { bash, median, num, timed, zfsDelta, fmt } from './lib.mjs'
+import { bash, median, num, timed, timedCpu, zfsDelta, fmt } from './lib.mjs'
 
 export const name = 'import'
+
+const pct = (x) => `${(100 * x).toFixed(0)}%`
 
 export async function run(ctx) {
   const mib = num('BENCH_IMPORT_MIB', 256)
@@ -27,13 +30,21 @@ export async function run(ctx) {
     agent = await ctx.startAgent({ name: 'import', imageServer: server.base })
     await bash(`zfs create ${rawParent}`)
     const a = [], r = [], h = [], as = [], hb = []
+    // How busy the VM's CPUs were during each kind (is there a spare vCPU to overlap work on?),
+    // and the CPU seconds the agent and this process (it serves the file) used.
+    const cpu = { raw: [], agent: [], rawB2: [], agentSha256: [], rawSha256: [] }
+    const measure = async (kind, list, fn) => {
+      const m = await timedCpu(fn, [agent.pid, process.pid]) // the file server runs in this process
+      list.push(m.seconds)
+      cpu[kind].push({ busy: m.busy, agentCpu: m.cpu[0], serverCpu: m.cpu[1] })
+    }
     const before = await agent.zfsCounts()
     for (let i = 0; i < rounds; i++) {
-      r.push((await timed(() => bash(`curl -sfS ${server.base}/images/raw${i}/download | zfs receive ${rawParent}/r${i}`))).seconds)
-      a.push((await timed(() => agent.rpc('RequestImage', { id: `imp${i}` }))).seconds)
-      hb.push((await timed(() => bash(`curl -sfS ${server.base}/images/hashed${i}/download | tee >(b2sum > /dev/null) | zfs receive ${rawParent}/b${i}`))).seconds)
-      as.push((await timed(() => agent.rpc('RequestImage', { id: `sha-imp${i}` }))).seconds)
-      h.push((await timed(() => bash(`curl -sfS ${server.base}/images/hashed${i}/download | tee >(sha256sum > /dev/null) | zfs receive ${rawParent}/h${i}`))).seconds)
+      await measure('raw', r, () => bash(`curl -sfS ${server.base}/images/raw${i}/download | zfs receive ${rawParent}/r${i}`))
+      await measure('agent', a, () => agent.rpc('RequestImage', { id: `imp${i}` }))
+      await measure('rawB2', hb, () => bash(`curl -sfS ${server.base}/images/hashed${i}/download | tee >(b2sum > /dev/null) | zfs receive ${rawParent}/b${i}`))
+      await measure('agentSha256', as, () => agent.rpc('RequestImage', { id: `sha-imp${i}` }))
+      await measure('rawSha256', h, () => bash(`curl -sfS ${server.base}/images/hashed${i}/download | tee >(sha256sum > /dev/null) | zfs receive ${rawParent}/h${i}`))
       await bash(`zfs destroy -r ${rawParent}/r${i} && zfs destroy -r ${rawParent}/h${i} && zfs destroy -r ${rawParent}/b${i}`)
       await agent.rpc('DeleteImage', { id: `imp${i}` })
       await agent.rpc('DeleteImage', { id: `sha-imp${i}` })
@@ -72,7 +83,7 @@ export async function run(ctx) {
         agentSha256Seconds: as, agentSha256MBps: mbps(asm),
         rawB2Seconds: hb, rawB2MBps: mbps(hbm), rawHashedSeconds: h, rawHashedMBps: mbps(hm),
         sha256sumSeconds: sumS, b2sumSeconds: b2sumS, nodeSha256Seconds: nodeS, nodeBlake2bSeconds: nodeB2S,
-        zfsPerImport: imp, agentReceiveSecondsPerImport: recv,
+        zfsPerImport: imp, agentReceiveSecondsPerImport: recv, cpu, vcpus: availableParallelism(),
       },
       text: [
         `stream ${bytes} bytes (${mib} MiB zvol of random data, default volblocksize), served over loopback HTTP with Content-Length, ${rounds} rounds`,
@@ -84,6 +95,8 @@ export async function run(ctx) {
         `${alone} (b2sum ${fmt.s(b2sumS)} s, node blake2b512 ${fmt.s(nodeB2S)} s, sha256sum ${fmt.s(sumS)} s, node sha256 ${fmt.s(nodeS)} s)`,
         `agent zfs calls per import (import + DeleteImage): ${Object.entries(imp).map(([k, v]) => `${k} ×${v.count} ${v.seconds.toFixed(2)} s`).join(', ')}`,
         `its zfs receive child ran ${fmt.s(recv)} s per import on average (both kinds)`,
+        `VM CPU busy (of ${availableParallelism()} vCPUs), median: ${Object.entries(cpu).map(([k, v]) => `${k} ${pct(median(v.map((x) => x.busy)))}`).join(', ')}`,
+        `agent process CPU per import, median: BLAKE2b ${fmt.s(median(cpu.agent.map((x) => x.agentCpu)))} s, sha256 ${fmt.s(median(cpu.agentSha256.map((x) => x.agentCpu)))} s; the bench process (the file server) ${fmt.s(median(cpu.raw.map((x) => x.serverCpu)))} s per stream served`,
       ],
     }
   } finally {

@@ -36,6 +36,28 @@ export async function timed(fn) {
   return { seconds: now() - t0, value }
 }
 
+/** The VM's CPU ticks since boot, all CPUs: busy (everything but idle and iowait) and all. */
+function cpuTicks() {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number)
+  return { busy: f.reduce((x, y) => x + y, 0) - f[3] - f[4], all: f.reduce((x, y) => x + y, 0) }
+}
+
+/** User + system CPU seconds a live process has used (utime and stime of /proc/PID/stat; USER_HZ 100). */
+export function cpuSecondsOf(pid) {
+  const s = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const f = s.slice(s.lastIndexOf(')') + 2).split(' ')
+  return (Number(f[11]) + Number(f[12])) / 100
+}
+
+/** timed(), with how busy the VM's CPUs were meanwhile (0..1 of all of them) and the CPU seconds each of `pids` used. */
+export async function timedCpu(fn, pids = []) {
+  const c0 = cpuTicks()
+  const p0 = pids.map(cpuSecondsOf)
+  const t = await timed(fn)
+  const c1 = cpuTicks()
+  return { ...t, busy: (c1.busy - c0.busy) / (c1.all - c0.all), cpu: pids.map((p, i) => cpuSecondsOf(p) - p0[i]) }
+}
+
 export function quantile(xs, q) {
   if (!xs.length) return NaN
   const s = [...xs].sort((a, b) => a - b)
