@@ -42,11 +42,14 @@ function cpuTicks() {
   return { busy: f.reduce((x, y) => x + y, 0) - f[3] - f[4], all: f.reduce((x, y) => x + y, 0) }
 }
 
-/** User + system CPU seconds a live process has used (utime and stime of /proc/PID/stat; USER_HZ 100). */
+/**
+ * The user and system CPU seconds a live process has used, and those of the children it
+ * has reaped (utime, stime, cutime, cstime of /proc/PID/stat; USER_HZ 100).
+ */
 export function cpuSecondsOf(pid) {
   const s = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  const f = s.slice(s.lastIndexOf(')') + 2).split(' ')
-  return (Number(f[11]) + Number(f[12])) / 100
+  const f = s.slice(s.lastIndexOf(')') + 2).split(' ').slice(11, 15).map((x) => Number(x) / 100)
+  return { user: f[0], sys: f[1], children: f[2] + f[3] }
 }
 
 /** timed(), with how busy the VM's CPUs were meanwhile (0..1 of all of them) and the CPU seconds each of `pids` used. */
@@ -55,7 +58,8 @@ export async function timedCpu(fn, pids = []) {
   const p0 = pids.map(cpuSecondsOf)
   const t = await timed(fn)
   const c1 = cpuTicks()
-  return { ...t, busy: (c1.busy - c0.busy) / (c1.all - c0.all), cpu: pids.map((p, i) => cpuSecondsOf(p) - p0[i]) }
+  const cpu = pids.map((p, i) => { const c = cpuSecondsOf(p); return { user: c.user - p0[i].user, sys: c.sys - p0[i].sys, children: c.children - p0[i].children } })
+  return { ...t, busy: (c1.busy - c0.busy) / (c1.all - c0.all), cpu }
 }
 
 export function quantile(xs, q) {

@@ -17,6 +17,7 @@ import { createServer } from 'node:http'
 import { execFileSync } from 'node:child_process'
 import { createReadStream, mkdtempSync, mkdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs'
 import { once } from 'node:events'
+import { pipeline } from 'node:stream'
 import { createHash, randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import os from 'node:os'
@@ -50,7 +51,8 @@ function cleanup() {
   killAll()
   if (poolMade) { try { sh('zpool', ['destroy', '-f', pool]) } catch (e) { log(`zpool destroy ${pool}: ${e.message}`) } }
   poolMade = false
-  rmSync(dir, { recursive: true, force: true })
+  // A pool that would not go keeps its mounts under dir; the VM is thrown away anyway: say so, do not crash.
+  try { rmSync(dir, { recursive: true, force: true }) } catch (e) { log(`rm ${dir}: ${e.message}`) }
 }
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => { log(`${sig}: cleaning up`); cleanup(); process.exit(130) })
 
@@ -77,7 +79,8 @@ const ctx = {
       if (!m) { res.writeHead(404); res.end(); return }
       const digests = m[1].startsWith('sha-') ? { 'X-Image-Sha256': sha256 } : { 'X-Image-Sha256': sha256, 'X-Image-Blake2b512': blake2b512 }
       res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': size, ...digests })
-      createReadStream(file).pipe(res)
+      // pipeline, not pipe: a client gone early must close the file too, or the pool cannot be destroyed at the end.
+      pipeline(createReadStream(file), res, () => {})
     })
     server.listen(0, '127.0.0.1')
     await once(server, 'listening')
