@@ -29,12 +29,13 @@ import * as requests from './requests.mjs'
 import * as list from './list.mjs'
 import * as rss from './rss.mjs'
 import * as startup from './startup.mjs'
+import * as receive from './receive.mjs'
 import { svgChart } from './chart.mjs'
 
 // Order matters: rss is the biggest transfer and its figures must not be skewed by leftovers;
 // startup and list leave ~1000 datasets each behind (destroyed with the pool), so they run last;
 // startup renames its images/ away, so list's agent does not scan them at start-up.
-const ALL = [clone, download, importBench, requests, rss, startup, list]
+const ALL = [clone, download, importBench, receive, requests, rss, startup, list]
 const out = process.argv[2] ?? 'bench.json'
 const only = env('BENCH_ONLY', '').split(',').map((s) => s.trim()).filter(Boolean)
 for (const o of only) if (!ALL.some((b) => b.name === o)) throw new Error(`BENCH_ONLY: unknown benchmark ${o} (have ${ALL.map((b) => b.name).join(', ')})`)
