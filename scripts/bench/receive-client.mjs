@@ -50,6 +50,7 @@ if (mode === 'http') {
     })
     sock.on('connect', () => sock.write(`GET ${u.pathname} HTTP/1.1\r\nHost: ${u.host}\r\nConnection: close\r\n\r\n`))
     sock.on('error', reject)
+    sock.on('close', () => { if (length < 0 || bytes < length) reject(new Error(`connection closed after ${bytes} bytes`)) })
   })
 } else {
   throw new Error(`mode ${mode}: http or raw`)
