@@ -19,9 +19,6 @@ export interface ExpectedDigest {
   readonly sha256: string | undefined
 }
 
-/** The response headers that carry them; a resumed body must repeat what its first answer said. */
-export const DIGEST_HEADERS: readonly string[] = Object.values(DIGEST_HEADER)
-
 const SHAPE: Readonly<Record<DigestAlgorithm, RegExp>> = { sha256: /^[0-9a-f]{64}$/, blake2b512: /^[0-9a-f]{128}$/ }
 
 /** A digest header's value as published (lower-cased), or undefined when absent. */

@@ -2,7 +2,8 @@
  * An image body over http(s), through the common client: here only the agent's
  * side of it, its error classes and texts (Go's among them) and the published digests.
  */
-import { DIGEST_HEADERS, headerDigest, type Published } from './digest.js'
+import { DIGEST_HEADER } from '../../common/image-headers.js'
+import { headerDigest, type Published } from './digest.js'
 import { InvalidParamsError, UpstreamError } from '../errors.js'
 import { httpGet, httpGetResumable, HttpClientError, type GetOptions, type HttpResponse, type ResumableOptions } from '../../common/http-client.js'
 
@@ -69,5 +70,5 @@ export interface ResumableSource extends Source {
  * (httpGetResumable); the published digests must agree between them.
  */
 export async function openResumableSource(url: string | readonly string[], o: OpenOptions & Pick<ResumableOptions, 'maxResumes' | 'backoffMs'>): Promise<ResumableSource> {
-  return withDigest(await httpGetResumable(url, { ...o, mapError: upstreamError, identityHeaders: DIGEST_HEADERS }))
+  return withDigest(await httpGetResumable(url, { ...o, mapError: upstreamError, identityHeaders: Object.values(DIGEST_HEADER) })) // a resumed body must repeat the digests its first answer published
 }
